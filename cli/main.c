@@ -1,0 +1,3 @@
+#include <stdio.h>
+#include "resnet.h"
+int main(void) { printf("resnet %s\n", RN_VERSION); return 0; }
