@@ -1,0 +1,497 @@
+/* Gradient checks of every layer against double-precision references. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "gradcheck.h"
+#include "kernels/gemm.h"
+#include "layers/layers.h"
+#include "reference.h"
+#include "test.h"
+
+static double dot(const double *a, const double *b, size_t n)
+{
+    double sum = 0.0;
+    for (size_t i = 0; i < n; i++)
+        sum += a[i] * b[i];
+    return sum;
+}
+
+/* ---------------------------------------------------------------- conv2d */
+
+struct conv_case {
+    rn_conv_shape s;
+    double *src, *weights, *bias, *upstream, *dst;
+};
+
+static double conv_objective(void *ctx)
+{
+    struct conv_case *c = ctx;
+    ref_conv2d(c->dst, c->src, c->weights, c->bias, &c->s);
+    return dot(c->dst, c->upstream, (size_t)c->s.mb * c->s.oc * c->s.oh * c->s.ow);
+}
+
+static void check_conv(rn_conv_shape s, int with_bias)
+{
+    struct conv_case c = {.s = s};
+    rn_conv_shape_infer(&c.s);
+    size_t n_src = (size_t)s.mb * s.ic * s.ih * s.iw;
+    size_t n_w = (size_t)s.oc * s.ic * s.kh * s.kw;
+    size_t n_dst = (size_t)s.mb * s.oc * c.s.oh * c.s.ow;
+
+    c.src = malloc(n_src * sizeof(double));
+    c.weights = malloc(n_w * sizeof(double));
+    c.bias = with_bias ? malloc(s.oc * sizeof(double)) : NULL;
+    c.upstream = malloc(n_dst * sizeof(double));
+    c.dst = malloc(n_dst * sizeof(double));
+    gc_fill(c.src, n_src, -1, 1, 1);
+    gc_fill(c.weights, n_w, -1, 1, 2);
+    if (c.bias)
+        gc_fill(c.bias, s.oc, -1, 1, 3);
+    gc_fill(c.upstream, n_dst, -1, 1, 4);
+
+    float *src = malloc(n_src * 4), *w = malloc(n_w * 4), *b = malloc(s.oc * 4);
+    float *dst = malloc(n_dst * 4), *up = malloc(n_dst * 4);
+    float *d_src = calloc(n_src, 4), *d_w = calloc(n_w, 4), *d_b = calloc(s.oc, 4);
+    float *scratch = rn_alloc_aligned(4 * rn_conv2d_scratch_numel(&c.s, rn_threads_get()));
+    gc_to_float(src, c.src, n_src);
+    gc_to_float(w, c.weights, n_w);
+    if (c.bias)
+        gc_to_float(b, c.bias, s.oc);
+    gc_to_float(up, c.upstream, n_dst);
+
+    rn_conv2d_forward(dst, src, w, c.bias ? b : NULL, &c.s, scratch);
+    conv_objective(&c);
+    gc_check_forward("conv2d", dst, c.dst, n_dst);
+    rn_conv2d_backward(d_src, d_w, c.bias ? d_b : NULL, up, src, w, &c.s, scratch);
+
+    gc_input inputs[] = {
+        {"src", c.src, d_src, n_src},
+        {"weights", c.weights, d_w, n_w},
+        {"bias", c.bias, d_b, (size_t)s.oc},
+    };
+    gc_check("conv2d", conv_objective, &c, inputs, with_bias ? 3 : 2, 300);
+
+    free(c.src), free(c.weights), free(c.bias), free(c.upstream), free(c.dst);
+    free(src), free(w), free(b), free(dst), free(up), free(d_src), free(d_w), free(d_b);
+    rn_free_aligned(scratch);
+}
+
+TEST(conv2d_3x3_stride1_pad1_bias)
+{
+    check_conv((rn_conv_shape){.mb = 3, .ic = 3, .ih = 7, .iw = 6, .oc = 4,
+                               .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1}, 1);
+}
+
+TEST(conv2d_3x3_stride2_no_bias)
+{
+    check_conv((rn_conv_shape){.mb = 2, .ic = 4, .ih = 8, .iw = 9, .oc = 5,
+                               .kh = 3, .kw = 3, .sh = 2, .sw = 2, .ph = 1, .pw = 1}, 0);
+}
+
+TEST(conv2d_1x1_pointwise)
+{
+    check_conv((rn_conv_shape){.mb = 3, .ic = 6, .ih = 5, .iw = 5, .oc = 7,
+                               .kh = 1, .kw = 1, .sh = 1, .sw = 1}, 1);
+}
+
+TEST(conv2d_1x1_stride2_projection)
+{
+    check_conv((rn_conv_shape){.mb = 2, .ic = 4, .ih = 7, .iw = 7, .oc = 8,
+                               .kh = 1, .kw = 1, .sh = 2, .sw = 2}, 0);
+}
+
+TEST(conv2d_7x7_stride2_pad3_stem)
+{
+    check_conv((rn_conv_shape){.mb = 2, .ic = 1, .ih = 12, .iw = 11, .oc = 3,
+                               .kh = 7, .kw = 7, .sh = 2, .sw = 2, .ph = 3, .pw = 3}, 1);
+}
+
+TEST(conv2d_rectangular_kernel)
+{
+    check_conv((rn_conv_shape){.mb = 2, .ic = 2, .ih = 6, .iw = 7, .oc = 3,
+                               .kh = 2, .kw = 3, .sh = 1, .sw = 2, .ph = 0, .pw = 1}, 1);
+}
+
+/* ------------------------------------------------------------- batchnorm */
+
+struct bn_case {
+    rn_bn_shape s;
+    int eval;
+    double *src, *gamma, *beta, *running_mean, *running_var, *upstream, *dst;
+};
+
+static double bn_objective(void *ctx)
+{
+    struct bn_case *c = ctx;
+    if (c->eval)
+        ref_bn_eval(c->dst, c->src, c->gamma, c->beta, c->running_mean,
+                    c->running_var, &c->s);
+    else
+        ref_bn_train(c->dst, NULL, NULL, c->src, c->gamma, c->beta, &c->s);
+    return dot(c->dst, c->upstream, (size_t)c->s.mb * c->s.c * c->s.h * c->s.w);
+}
+
+static void check_bn(rn_bn_shape s, int eval)
+{
+    struct bn_case c = {.s = s, .eval = eval};
+    size_t n = (size_t)s.mb * s.c * s.h * s.w;
+    c.src = malloc(n * 8), c.upstream = malloc(n * 8), c.dst = malloc(n * 8);
+    c.gamma = malloc(s.c * 8), c.beta = malloc(s.c * 8);
+    c.running_mean = malloc(s.c * 8), c.running_var = malloc(s.c * 8);
+    gc_fill(c.src, n, -2, 3, 11);
+    gc_fill(c.upstream, n, -1, 1, 12);
+    gc_fill(c.gamma, s.c, 0.5, 1.5, 13);
+    gc_fill(c.beta, s.c, -0.5, 0.5, 14);
+    gc_fill(c.running_mean, s.c, -0.5, 0.5, 15);
+    gc_fill(c.running_var, s.c, 0.5, 2.0, 16);
+
+    float *src = malloc(n * 4), *up = malloc(n * 4), *dst = malloc(n * 4);
+    float *gamma = malloc(s.c * 4), *beta = malloc(s.c * 4);
+    float *rm = malloc(s.c * 4), *rv = malloc(s.c * 4);
+    float *mean = malloc(s.c * 4), *invstd = malloc(s.c * 4);
+    float *d_src = calloc(n, 4), *d_gamma = calloc(s.c, 4), *d_beta = calloc(s.c, 4);
+    gc_to_float(src, c.src, n);
+    gc_to_float(up, c.upstream, n);
+    gc_to_float(gamma, c.gamma, s.c);
+    gc_to_float(beta, c.beta, s.c);
+    gc_to_float(rm, c.running_mean, s.c);
+    gc_to_float(rv, c.running_var, s.c);
+
+    if (eval) {
+        rn_bn_forward_eval(dst, src, gamma, beta, rm, rv, &s);
+        rn_bn_backward_eval(d_src, d_gamma, d_beta, up, src, gamma, rm, rv, &s);
+    } else {
+        rn_bn_forward_train(dst, mean, invstd, rm, rv, src, gamma, beta, &s);
+        rn_bn_backward_train(d_src, d_gamma, d_beta, up, src, mean, invstd, gamma, &s);
+    }
+    bn_objective(&c);
+    gc_check_forward(eval ? "batchnorm eval" : "batchnorm train", dst, c.dst, n);
+
+    if (!eval) {
+        /* Running statistics: momentum 0.1, unbiased variance. */
+        double *ref_mean = malloc(s.c * 8), *ref_var = malloc(s.c * 8);
+        double count = (double)s.mb * s.h * s.w;
+        ref_bn_train(c.dst, ref_mean, ref_var, c.src, c.gamma, c.beta, &s);
+        for (int k = 0; k < s.c; k++) {
+            CHECK_CLOSE(rm[k], 0.9 * c.running_mean[k] + 0.1 * ref_mean[k], 1e-6, 1e-5);
+            CHECK_CLOSE(rv[k], 0.9 * c.running_var[k] + 0.1 * ref_var[k] * count / (count - 1),
+                        1e-6, 1e-5);
+        }
+        free(ref_mean), free(ref_var);
+    }
+
+    gc_input inputs[] = {
+        {"src", c.src, d_src, n},
+        {"gamma", c.gamma, d_gamma, (size_t)s.c},
+        {"beta", c.beta, d_beta, (size_t)s.c},
+    };
+    gc_check(eval ? "batchnorm eval" : "batchnorm train", bn_objective, &c, inputs, 3, 300);
+
+    free(c.src), free(c.upstream), free(c.dst), free(c.gamma), free(c.beta);
+    free(c.running_mean), free(c.running_var);
+    free(src), free(up), free(dst), free(gamma), free(beta), free(rm), free(rv);
+    free(mean), free(invstd), free(d_src), free(d_gamma), free(d_beta);
+}
+
+TEST(batchnorm_train)
+{
+    check_bn((rn_bn_shape){.mb = 4, .c = 3, .h = 5, .w = 4}, 0);
+}
+
+TEST(batchnorm_train_one_pixel)
+{
+    check_bn((rn_bn_shape){.mb = 6, .c = 5, .h = 1, .w = 1}, 0);
+}
+
+TEST(batchnorm_eval)
+{
+    check_bn((rn_bn_shape){.mb = 3, .c = 4, .h = 3, .w = 3}, 1);
+}
+
+/* ------------------------------------------- relu, add, pools, shortcut */
+
+/* Layers with one input and no parameters, checked through one harness. */
+struct unary_case {
+    size_t n_src, n_dst;
+    double *src, *upstream, *dst;
+    void (*ref)(struct unary_case *);
+    int mb, c, h, w, stride, oc;
+    rn_pool_shape pool;
+};
+
+static double unary_objective(void *ctx)
+{
+    struct unary_case *u = ctx;
+    u->ref(u);
+    return dot(u->dst, u->upstream, u->n_dst);
+}
+
+static void ref_relu(struct unary_case *u)
+{
+    for (size_t i = 0; i < u->n_src; i++)
+        u->dst[i] = u->src[i] > 0 ? u->src[i] : 0;
+}
+
+static void ref_avgpool(struct unary_case *u)
+{
+    int hw = u->h * u->w;
+    for (int p = 0; p < u->mb * u->c; p++) {
+        double sum = 0;
+        for (int i = 0; i < hw; i++)
+            sum += u->src[p * hw + i];
+        u->dst[p] = sum / hw;
+    }
+}
+
+static void ref_shortcut(struct unary_case *u)
+{
+    int oh = (u->h - 1) / u->stride + 1, ow = (u->w - 1) / u->stride + 1;
+    int pad = (u->oc - u->c) / 2;
+    for (int n = 0; n < u->mb; n++)
+        for (int o = 0; o < u->oc; o++)
+            for (int y = 0; y < oh; y++)
+                for (int x = 0; x < ow; x++) {
+                    int c = o - pad;
+                    u->dst[((n * u->oc + o) * oh + y) * ow + x] =
+                        c < 0 || c >= u->c ? 0.0
+                        : u->src[((n * u->c + c) * u->h + y * u->stride) * u->w + x * u->stride];
+                }
+}
+
+static void ref_maxpool_case(struct unary_case *u)
+{
+    ref_maxpool(u->dst, u->src, &u->pool);
+}
+
+static struct unary_case unary_alloc(size_t n_src, size_t n_dst, unsigned seed)
+{
+    struct unary_case u = {.n_src = n_src, .n_dst = n_dst};
+    u.src = malloc(n_src * 8), u.upstream = malloc(n_dst * 8), u.dst = malloc(n_dst * 8);
+    gc_fill(u.src, n_src, -1, 1, seed);
+    gc_fill(u.upstream, n_dst, -1, 1, seed + 1);
+    return u;
+}
+
+static void unary_free(struct unary_case *u)
+{
+    free(u->src), free(u->upstream), free(u->dst);
+}
+
+TEST(relu_forward_backward)
+{
+    struct unary_case u = unary_alloc(200, 200, 21);
+    u.ref = ref_relu;
+    /* Keep inputs away from the kink at 0, where the derivative jumps. */
+    for (size_t i = 0; i < u.n_src; i++)
+        if (fabs(u.src[i]) < 0.01)
+            u.src[i] = 0.5;
+    float src[200], dst[200], up[200], d_src[200] = {0};
+    gc_to_float(src, u.src, 200);
+    gc_to_float(up, u.upstream, 200);
+    rn_relu_forward(dst, src, 200);
+    rn_relu_backward(d_src, up, dst, 200);
+    unary_objective(&u);
+    gc_check_forward("relu", dst, u.dst, 200);
+    gc_input in = {"src", u.src, d_src, 200};
+    gc_check("relu", unary_objective, &u, &in, 1, 200);
+    unary_free(&u);
+}
+
+TEST(add_backward_reaches_both_inputs)
+{
+    float a[64], b[64], dst[64], up[64], d_a[64] = {0}, d_b[64];
+    for (int i = 0; i < 64; i++)
+        a[i] = i * 0.5f, b[i] = -i * 0.25f, up[i] = i * 0.1f, d_b[i] = 1.0f;
+    rn_add_forward(dst, a, b, 64);
+    rn_accumulate(d_a, up, 64);
+    rn_accumulate(d_b, up, 64);
+    for (int i = 0; i < 64; i++) {
+        CHECK_CLOSE(dst[i], a[i] + b[i], 0, 0);
+        CHECK_CLOSE(d_a[i], up[i], 0, 0);
+        CHECK_CLOSE(d_b[i], 1.0f + up[i], 0, 0);
+    }
+}
+
+TEST(maxpool_3x3_stride2_pad1)
+{
+    rn_pool_shape s = {.mb = 2, .c = 3, .ih = 7, .iw = 8, .kh = 3, .kw = 3,
+                       .sh = 2, .sw = 2, .ph = 1, .pw = 1};
+    rn_pool_shape_infer(&s);
+    size_t n_src = (size_t)s.mb * s.c * s.ih * s.iw, n_dst = (size_t)s.mb * s.c * s.oh * s.ow;
+    struct unary_case u = unary_alloc(n_src, n_dst, 31);
+    u.ref = ref_maxpool_case;
+    u.pool = s;
+    /* Distinct values spaced far beyond the finite-difference step, so no
+     * window has a tie that the perturbation could flip. */
+    for (size_t i = 0; i < n_src; i++)
+        u.src[i] = (double)((i * 7919) % n_src) / n_src;
+
+    float *src = malloc(n_src * 4), *dst = malloc(n_dst * 4), *up = malloc(n_dst * 4);
+    float *d_src = calloc(n_src, 4);
+    int32_t *argmax = malloc(n_dst * 4);
+    gc_to_float(src, u.src, n_src);
+    gc_to_float(up, u.upstream, n_dst);
+    rn_maxpool_forward(dst, argmax, src, &s);
+    rn_maxpool_backward(d_src, up, argmax, &s);
+    unary_objective(&u);
+    gc_check_forward("maxpool", dst, u.dst, n_dst);
+    gc_input in = {"src", u.src, d_src, n_src};
+    gc_check("maxpool", unary_objective, &u, &in, 1, 400);
+    free(src), free(dst), free(up), free(d_src), free(argmax);
+    unary_free(&u);
+}
+
+TEST(avgpool_global)
+{
+    int mb = 3, c = 4, h = 5, w = 3;
+    size_t n_src = (size_t)mb * c * h * w, n_dst = (size_t)mb * c;
+    struct unary_case u = unary_alloc(n_src, n_dst, 41);
+    u.ref = ref_avgpool, u.mb = mb, u.c = c, u.h = h, u.w = w;
+    float *src = malloc(n_src * 4), *dst = malloc(n_dst * 4), *up = malloc(n_dst * 4);
+    float *d_src = calloc(n_src, 4);
+    gc_to_float(src, u.src, n_src);
+    gc_to_float(up, u.upstream, n_dst);
+    rn_avgpool_global_forward(dst, src, mb, c, h * w);
+    rn_avgpool_global_backward(d_src, up, mb, c, h * w);
+    unary_objective(&u);
+    gc_check_forward("avgpool", dst, u.dst, n_dst);
+    gc_input in = {"src", u.src, d_src, n_src};
+    gc_check("avgpool", unary_objective, &u, &in, 1, 400);
+    free(src), free(dst), free(up), free(d_src);
+    unary_free(&u);
+}
+
+static void check_shortcut(int ic, int oc, int h, int w, int stride)
+{
+    int mb = 2, oh = (h - 1) / stride + 1, ow = (w - 1) / stride + 1;
+    size_t n_src = (size_t)mb * ic * h * w, n_dst = (size_t)mb * oc * oh * ow;
+    struct unary_case u = unary_alloc(n_src, n_dst, 51);
+    u.ref = ref_shortcut, u.mb = mb, u.c = ic, u.h = h, u.w = w;
+    u.stride = stride, u.oc = oc;
+    float *src = malloc(n_src * 4), *dst = malloc(n_dst * 4), *up = malloc(n_dst * 4);
+    float *d_src = calloc(n_src, 4);
+    gc_to_float(src, u.src, n_src);
+    gc_to_float(up, u.upstream, n_dst);
+    rn_shortcut_a_forward(dst, src, mb, ic, h, w, oc, stride);
+    rn_shortcut_a_backward(d_src, up, mb, ic, h, w, oc, stride);
+    unary_objective(&u);
+    gc_check_forward("shortcut A", dst, u.dst, n_dst);
+    gc_input in = {"src", u.src, d_src, n_src};
+    gc_check("shortcut A", unary_objective, &u, &in, 1, 400);
+    free(src), free(dst), free(up), free(d_src);
+    unary_free(&u);
+}
+
+TEST(shortcut_a_subsample_and_pad)
+{
+    check_shortcut(4, 8, 6, 6, 2);
+    check_shortcut(3, 7, 5, 5, 2); /* odd spatial sizes */
+}
+
+TEST(shortcut_a_identity_when_shapes_match)
+{
+    check_shortcut(5, 5, 4, 3, 1);
+}
+
+/* ---------------------------------------------------------------- linear */
+
+struct linear_case {
+    int mb, in, out;
+    double *src, *weights, *bias, *upstream, *dst;
+};
+
+static double linear_objective(void *ctx)
+{
+    struct linear_case *c = ctx;
+    ref_linear(c->dst, c->src, c->weights, c->bias, c->mb, c->in, c->out);
+    return dot(c->dst, c->upstream, (size_t)c->mb * c->out);
+}
+
+TEST(linear_forward_backward)
+{
+    struct linear_case c = {.mb = 5, .in = 7, .out = 3};
+    size_t n_src = 35, n_w = 21, n_dst = 15;
+    c.src = malloc(n_src * 8), c.weights = malloc(n_w * 8), c.bias = malloc(3 * 8);
+    c.upstream = malloc(n_dst * 8), c.dst = malloc(n_dst * 8);
+    gc_fill(c.src, n_src, -1, 1, 61);
+    gc_fill(c.weights, n_w, -1, 1, 62);
+    gc_fill(c.bias, 3, -1, 1, 63);
+    gc_fill(c.upstream, n_dst, -1, 1, 64);
+    float src[35], w[21], b[3], up[15], dst[15], d_src[35] = {0}, d_w[21] = {0}, d_b[3] = {0};
+    gc_to_float(src, c.src, n_src);
+    gc_to_float(w, c.weights, n_w);
+    gc_to_float(b, c.bias, 3);
+    gc_to_float(up, c.upstream, n_dst);
+    rn_linear_forward(dst, src, w, b, c.mb, c.in, c.out);
+    rn_linear_backward(d_src, d_w, d_b, up, src, w, c.mb, c.in, c.out);
+    linear_objective(&c);
+    gc_check_forward("linear", dst, c.dst, n_dst);
+    gc_input inputs[] = {
+        {"src", c.src, d_src, n_src}, {"weights", c.weights, d_w, n_w}, {"bias", c.bias, d_b, 3}};
+    gc_check("linear", linear_objective, &c, inputs, 3, 100);
+    free(c.src), free(c.weights), free(c.bias), free(c.upstream), free(c.dst);
+}
+
+/* ------------------------------------------------- softmax cross-entropy */
+
+struct ce_case {
+    int mb, classes;
+    double smoothing;
+    double *logits;
+    int32_t *labels;
+};
+
+static double ce_objective(void *ctx)
+{
+    struct ce_case *c = ctx;
+    return ref_cross_entropy(c->logits, c->labels, c->mb, c->classes, c->smoothing);
+}
+
+static void check_cross_entropy(double smoothing, double scale)
+{
+    struct ce_case c = {.mb = 6, .classes = 5, .smoothing = smoothing};
+    double logits[30];
+    int32_t labels[6] = {0, 4, 2, 2, 1, 3};
+    float flogits[30], grad[30];
+    int correct = -1;
+    c.logits = logits, c.labels = labels;
+    gc_fill(logits, 30, -scale, scale, 71);
+    gc_to_float(flogits, logits, 30);
+    double loss = rn_cross_entropy(grad, &correct, flogits, labels, 6, 5, (float)smoothing);
+    CHECK_CLOSE(loss, ce_objective(&c), 1e-6, 1e-5);
+    int expected_correct = 0;
+    for (int n = 0; n < 6; n++) {
+        int best = 0;
+        for (int k = 1; k < 5; k++)
+            if (logits[n * 5 + k] > logits[n * 5 + best])
+                best = k;
+        expected_correct += best == labels[n];
+    }
+    CHECK(correct == expected_correct);
+    gc_input in = {"logits", logits, grad, 30};
+    gc_check("cross-entropy", ce_objective, &c, &in, 1, 30);
+}
+
+TEST(cross_entropy_plain)
+{
+    check_cross_entropy(0.0, 3.0);
+}
+
+TEST(cross_entropy_label_smoothing)
+{
+    check_cross_entropy(0.1, 3.0);
+}
+
+TEST(cross_entropy_stable_for_large_logits)
+{
+    float logits[4] = {1000.0f, -1000.0f, 999.0f, 0.0f};
+    int32_t label = 2;
+    float grad[4];
+    double loss = rn_cross_entropy(grad, NULL, logits, &label, 1, 4, 0.0f);
+    CHECK(isfinite(loss));
+    CHECK_CLOSE(loss, 1.0 + log1p(exp(-1.0)), 1e-6, 1e-6);
+    for (int k = 0; k < 4; k++)
+        CHECK(isfinite(grad[k]));
+}
