@@ -1,0 +1,434 @@
+/* Memory planning and the forward and backward passes of a model. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "kernels/gemm.h"
+#include "model/model.h"
+
+struct rn_plan {
+    int mb;         /* planned (maximum) batch size */
+    int threads;    /* OpenMP threads the scratch memory was sized for */
+    int current_mb; /* batch size of the last forward pass */
+    const float **value_data; /* per value: (mb, c, h, w); [0] is the input */
+    float **grad_data;        /* per value: its gradient, NULL for the input */
+    unsigned char *grad_ready;
+    float **save_mean, **save_invstd; /* per node, BN only: (c) */
+    int32_t **argmax;                 /* per node, max pooling only */
+    float *scratch;
+    float *logits_grad_copy;
+    void *activation_block, *grad_block, *state_block;
+    size_t nbytes;
+};
+
+static size_t value_numel(const rn_model *m, int v, int mb)
+{
+    return (size_t)mb * m->values[v].c * m->values[v].h * m->values[v].w;
+}
+
+static size_t round16(size_t n)
+{
+    return (n + 15) & ~(size_t)15;
+}
+
+static rn_conv_shape conv_shape(const rn_model *m, const rn_node *node, int mb)
+{
+    rn_value in = m->values[node->src], out = m->values[node->dst];
+    return (rn_conv_shape){
+        .mb = mb, .ic = in.c, .ih = in.h, .iw = in.w,
+        .oc = out.c, .oh = out.h, .ow = out.w,
+        .kh = node->kh, .kw = node->kw, .sh = node->stride, .sw = node->stride,
+        .ph = node->pad, .pw = node->pad,
+    };
+}
+
+static rn_pool_shape pool_shape(const rn_model *m, const rn_node *node, int mb)
+{
+    rn_value in = m->values[node->src], out = m->values[node->dst];
+    return (rn_pool_shape){
+        .mb = mb, .c = in.c, .ih = in.h, .iw = in.w, .oh = out.h, .ow = out.w,
+        .kh = node->kh, .kw = node->kw, .sh = node->stride, .sw = node->stride,
+        .ph = node->pad, .pw = node->pad,
+    };
+}
+
+/* A ReLU may overwrite its input when nothing else reads that input: no
+ * backward pass reads its own output except ReLU's, so the value before the
+ * ReLU is never needed again. Returns, per value, the value whose memory it
+ * uses (itself unless aliased). */
+static void plan_aliases(const rn_model *m, int *storage)
+{
+    int *consumers = calloc(m->value_count, sizeof(int));
+    RN_ASSERT(consumers);
+    for (int i = 0; i < m->node_count; i++) {
+        consumers[m->nodes[i].src]++;
+        if (m->nodes[i].src2 >= 0)
+            consumers[m->nodes[i].src2]++;
+    }
+    for (int v = 0; v < m->value_count; v++)
+        storage[v] = v;
+    for (int i = 0; i < m->node_count; i++) {
+        const rn_node *node = &m->nodes[i];
+        if (node->kind == RN_NODE_RELU && node->src != 0 && consumers[node->src] == 1)
+            storage[node->dst] = storage[node->src];
+    }
+    free(consumers);
+}
+
+/* Gradient slots: a value's gradient lives from the backward pass of its
+ * last reader to that of its producer, so slots are reused in reverse order.
+ * Fills slot_of[value] and slot sizes; returns the slot count. */
+static int plan_grad_slots(const rn_model *m, int mb, int *slot_of,
+                           size_t *slot_numel, int *slot_busy)
+{
+    int slots = 0;
+    for (int v = 0; v < m->value_count; v++)
+        slot_of[v] = -1;
+
+    int last = m->nodes[m->node_count - 1].dst;
+    for (int i = m->node_count; i >= 0; i--) {
+        int want[2] = {-1, -1};
+        int release = -1;
+        if (i == m->node_count) {
+            want[0] = last;
+        } else {
+            want[0] = m->nodes[i].src;
+            want[1] = m->nodes[i].src2;
+            release = m->nodes[i].dst;
+        }
+        for (int k = 0; k < 2; k++) {
+            int v = want[k];
+            if (v <= 0 || slot_of[v] >= 0)
+                continue;
+            size_t need = value_numel(m, v, mb);
+            int best = -1;
+            for (int s = 0; s < slots; s++)
+                if (!slot_busy[s] && slot_numel[s] >= need &&
+                    (best < 0 || slot_numel[s] < slot_numel[best]))
+                    best = s;
+            if (best < 0) {
+                best = slots++;
+                slot_numel[best] = need;
+            }
+            slot_busy[best] = 1;
+            slot_of[v] = best;
+        }
+        if (release > 0 && slot_of[release] >= 0)
+            slot_busy[slot_of[release]] = 0;
+    }
+    return slots;
+}
+
+void rn_plan_destroy(rn_plan *plan)
+{
+    if (!plan)
+        return;
+    free(plan->value_data);
+    free(plan->grad_data);
+    free(plan->grad_ready);
+    free(plan->save_mean);
+    free(plan->save_invstd);
+    free(plan->argmax);
+    rn_free_aligned(plan->scratch);
+    rn_free_aligned(plan->logits_grad_copy);
+    rn_free_aligned(plan->activation_block);
+    rn_free_aligned(plan->grad_block);
+    rn_free_aligned(plan->state_block);
+    free(plan);
+}
+
+size_t rn_plan_nbytes(const rn_plan *plan)
+{
+    return plan->nbytes;
+}
+
+rn_status rn_plan_create(const rn_model *m, int mb, rn_plan **out)
+{
+    int nv = m->value_count, nn = m->node_count;
+    rn_plan *plan = calloc(1, sizeof *plan);
+    int *storage = calloc(nv, sizeof(int));
+    int *slot_of = calloc(nv, sizeof(int));
+    size_t *slot_numel = calloc(nv, sizeof(size_t));
+    int *slot_busy = calloc(nv, sizeof(int));
+    size_t *value_offset = calloc(nv, sizeof(size_t));
+    size_t *slot_offset = calloc(nv, sizeof(size_t));
+    rn_status status = RN_OK;
+
+    *out = NULL;
+    if (mb < 1) {
+        status = rn_error(RN_ERR_INVALID, "invalid batch size %d: must be at least 1", mb);
+        goto done;
+    }
+    if (!plan || !storage || !slot_of || !slot_numel || !slot_busy || !value_offset ||
+        !slot_offset)
+        goto nomem;
+    plan->mb = mb;
+    plan->threads = rn_threads_get();
+    plan->value_data = calloc(nv, sizeof(float *));
+    plan->grad_data = calloc(nv, sizeof(float *));
+    plan->grad_ready = calloc(nv, 1);
+    plan->save_mean = calloc(nn, sizeof(float *));
+    plan->save_invstd = calloc(nn, sizeof(float *));
+    plan->argmax = calloc(nn, sizeof(int32_t *));
+    if (!plan->value_data || !plan->grad_data || !plan->grad_ready ||
+        !plan->save_mean || !plan->save_invstd || !plan->argmax)
+        goto nomem;
+
+    /* Activations: one region per stored value. */
+    plan_aliases(m, storage);
+    size_t activation_numel = 0;
+    for (int v = 1; v < nv; v++) {
+        if (storage[v] != v)
+            continue;
+        value_offset[v] = activation_numel;
+        activation_numel += round16(value_numel(m, v, mb));
+    }
+
+    /* Gradients. */
+    int slots = plan_grad_slots(m, mb, slot_of, slot_numel, slot_busy);
+    size_t grad_numel = 0;
+    for (int s = 0; s < slots; s++) {
+        slot_offset[s] = grad_numel;
+        grad_numel += round16(slot_numel[s]);
+    }
+
+    /* Saved state (floats; max-pooling indices are int32 of the same size)
+     * and the largest convolution scratch. */
+    size_t state_numel = 0, scratch_numel = 0;
+    for (int i = 0; i < nn; i++) {
+        const rn_node *node = &m->nodes[i];
+        if (node->kind == RN_NODE_BN)
+            state_numel += 2 * round16(m->values[node->src].c);
+        else if (node->kind == RN_NODE_MAXPOOL)
+            state_numel += round16(value_numel(m, node->dst, mb));
+        else if (node->kind == RN_NODE_CONV) {
+            rn_conv_shape s = conv_shape(m, node, mb);
+            size_t need = rn_conv2d_scratch_numel(&s, plan->threads);
+            if (need > scratch_numel)
+                scratch_numel = need;
+        }
+    }
+
+    size_t classes = (size_t)m->values[nv - 1].c;
+    plan->activation_block = rn_alloc_aligned(activation_numel * sizeof(float));
+    plan->grad_block = rn_alloc_aligned(grad_numel * sizeof(float));
+    plan->state_block = rn_alloc_aligned(state_numel * sizeof(float));
+    plan->scratch = rn_alloc_aligned(scratch_numel * sizeof(float));
+    plan->logits_grad_copy = rn_alloc_aligned((size_t)mb * classes * sizeof(float));
+    if (!plan->activation_block || !plan->grad_block || !plan->state_block ||
+        !plan->scratch || !plan->logits_grad_copy)
+        goto nomem;
+    plan->nbytes = (activation_numel + grad_numel + state_numel + scratch_numel) * sizeof(float);
+
+    float *activations = plan->activation_block;
+    for (int v = 1; v < nv; v++)
+        plan->value_data[v] = activations + value_offset[storage[v]];
+    float *grads = plan->grad_block;
+    for (int v = 1; v < nv; v++)
+        plan->grad_data[v] = slot_of[v] >= 0 ? grads + slot_offset[slot_of[v]] : NULL;
+    float *state = plan->state_block;
+    for (int i = 0; i < nn; i++) {
+        const rn_node *node = &m->nodes[i];
+        if (node->kind == RN_NODE_BN) {
+            size_t c = round16(m->values[node->src].c);
+            plan->save_mean[i] = state;
+            plan->save_invstd[i] = state + c;
+            state += 2 * c;
+        } else if (node->kind == RN_NODE_MAXPOOL) {
+            plan->argmax[i] = (int32_t *)state;
+            state += round16(value_numel(m, node->dst, mb));
+        }
+    }
+    *out = plan;
+    plan = NULL;
+    goto done;
+
+nomem:
+    status = rn_error(RN_ERR_NOMEM, "out of memory planning %s at batch size %d; "
+                      "try a smaller --batch-size", m->config.arch, mb);
+done:
+    rn_plan_destroy(plan);
+    free(storage);
+    free(slot_of);
+    free(slot_numel);
+    free(slot_busy);
+    free(value_offset);
+    free(slot_offset);
+    return status;
+}
+
+const float *rn_plan_value(const rn_plan *plan, int value)
+{
+    return plan->value_data[value];
+}
+
+static float *param(rn_model *m, int id)
+{
+    return id < 0 ? NULL : m->param_data + m->params[id].offset;
+}
+
+static float *grad(rn_model *m, int id)
+{
+    return id < 0 ? NULL : m->grad_data + m->params[id].offset;
+}
+
+static float *buffer(rn_model *m, int id)
+{
+    return m->buffer_data + m->buffers[id].offset;
+}
+
+const float *rn_model_forward(rn_model *m, rn_plan *plan, const float *images,
+                              int mb, int train)
+{
+    RN_ASSERT(mb >= 1 && mb <= plan->mb);
+    RN_ASSERT(plan->threads == rn_threads_get());
+    plan->current_mb = mb;
+    plan->value_data[0] = images;
+
+    for (int i = 0; i < m->node_count; i++) {
+        const rn_node *node = &m->nodes[i];
+        const float *src = plan->value_data[node->src];
+        float *dst = (float *)plan->value_data[node->dst];
+        rn_value in = m->values[node->src];
+
+        switch (node->kind) {
+        case RN_NODE_CONV: {
+            rn_conv_shape s = conv_shape(m, node, mb);
+            rn_conv2d_forward(dst, src, param(m, node->weights), param(m, node->bias),
+                              &s, plan->scratch);
+            break;
+        }
+        case RN_NODE_BN: {
+            rn_bn_shape s = {mb, in.c, in.h, in.w};
+            if (train) {
+                rn_bn_forward_train(dst, plan->save_mean[i], plan->save_invstd[i],
+                                    buffer(m, node->running_mean),
+                                    buffer(m, node->running_var), src,
+                                    param(m, node->weights), param(m, node->bias), &s);
+                m->num_batches_tracked[node->bn_index]++;
+            } else {
+                rn_bn_forward_eval(dst, src, param(m, node->weights),
+                                   param(m, node->bias), buffer(m, node->running_mean),
+                                   buffer(m, node->running_var), &s);
+            }
+            break;
+        }
+        case RN_NODE_RELU:
+            rn_relu_forward(dst, src, value_numel(m, node->src, mb));
+            break;
+        case RN_NODE_MAXPOOL: {
+            rn_pool_shape s = pool_shape(m, node, mb);
+            rn_maxpool_forward(dst, plan->argmax[i], src, &s);
+            break;
+        }
+        case RN_NODE_AVGPOOL:
+            rn_avgpool_global_forward(dst, src, mb, in.c, in.h * in.w);
+            break;
+        case RN_NODE_LINEAR:
+            rn_linear_forward(dst, src, param(m, node->weights), param(m, node->bias),
+                              mb, in.c * in.h * in.w, m->values[node->dst].c);
+            break;
+        case RN_NODE_ADD:
+            rn_add_forward(dst, src, plan->value_data[node->src2],
+                           value_numel(m, node->dst, mb));
+            break;
+        case RN_NODE_SHORTCUT_A:
+            rn_shortcut_a_forward(dst, src, mb, in.c, in.h, in.w,
+                                  m->values[node->dst].c, node->stride);
+            break;
+        }
+    }
+    return plan->value_data[m->value_count - 1];
+}
+
+/* The gradient of value v, zeroed on first use in this backward pass;
+ * NULL for the network input, whose gradient nobody needs. */
+static float *value_grad(const rn_model *m, rn_plan *plan, int v)
+{
+    if (v == 0)
+        return NULL;
+    if (!plan->grad_ready[v]) {
+        memset(plan->grad_data[v], 0, value_numel(m, v, plan->current_mb) * sizeof(float));
+        plan->grad_ready[v] = 1;
+    }
+    return plan->grad_data[v];
+}
+
+void rn_model_backward(rn_model *m, rn_plan *plan, const float *diff_logits)
+{
+    int mb = plan->current_mb;
+    int last = m->value_count - 1;
+
+    memset(plan->grad_ready, 0, m->value_count);
+    memcpy(value_grad(m, plan, last), diff_logits, value_numel(m, last, mb) * sizeof(float));
+
+    for (int i = m->node_count - 1; i >= 0; i--) {
+        const rn_node *node = &m->nodes[i];
+        const float *src = plan->value_data[node->src];
+        const float *dst = plan->value_data[node->dst];
+        const float *dy = plan->grad_data[node->dst];
+        rn_value in = m->values[node->src];
+
+        RN_ASSERT(plan->grad_ready[node->dst]);
+        switch (node->kind) {
+        case RN_NODE_CONV: {
+            rn_conv_shape s = conv_shape(m, node, mb);
+            rn_conv2d_backward(value_grad(m, plan, node->src), grad(m, node->weights),
+                               grad(m, node->bias), dy, src, param(m, node->weights),
+                               &s, plan->scratch);
+            break;
+        }
+        case RN_NODE_BN: {
+            rn_bn_shape s = {mb, in.c, in.h, in.w};
+            rn_bn_backward_train(value_grad(m, plan, node->src), grad(m, node->weights),
+                                 grad(m, node->bias), dy, src, plan->save_mean[i],
+                                 plan->save_invstd[i], param(m, node->weights), &s);
+            break;
+        }
+        case RN_NODE_RELU:
+            if (node->src != 0)
+                rn_relu_backward(value_grad(m, plan, node->src), dy, dst,
+                                 value_numel(m, node->src, mb));
+            break;
+        case RN_NODE_MAXPOOL: {
+            rn_pool_shape s = pool_shape(m, node, mb);
+            if (node->src != 0)
+                rn_maxpool_backward(value_grad(m, plan, node->src), dy,
+                                    plan->argmax[i], &s);
+            break;
+        }
+        case RN_NODE_AVGPOOL:
+            if (node->src != 0)
+                rn_avgpool_global_backward(value_grad(m, plan, node->src), dy, mb,
+                                           in.c, in.h * in.w);
+            break;
+        case RN_NODE_LINEAR:
+            rn_linear_backward(value_grad(m, plan, node->src), grad(m, node->weights),
+                               grad(m, node->bias), dy, src, param(m, node->weights),
+                               mb, in.c * in.h * in.w, m->values[node->dst].c);
+            break;
+        case RN_NODE_ADD: {
+            size_t n = value_numel(m, node->dst, mb);
+            float *da = value_grad(m, plan, node->src);
+            float *db = value_grad(m, plan, node->src2);
+            if (da)
+                rn_accumulate(da, dy, n);
+            if (db)
+                rn_accumulate(db, dy, n);
+            break;
+        }
+        case RN_NODE_SHORTCUT_A: {
+            float *dx = value_grad(m, plan, node->src);
+            if (dx)
+                rn_shortcut_a_backward(dx, dy, mb, in.c, in.h, in.w,
+                                       m->values[node->dst].c, node->stride);
+            break;
+        }
+        }
+    }
+}
+
+void rn_model_zero_grad(rn_model *m)
+{
+    memset(m->grad_data, 0, m->param_numel * sizeof(float));
+}

@@ -1,0 +1,152 @@
+/* A network as a flat list of nodes over activation values.
+ *
+ * Value 0 is the input image batch; every node writes one new value. The
+ * forward pass runs the nodes in order and the backward pass runs them in
+ * reverse, so a model is exactly the list its builder appended. Parameters
+ * (trainable) and buffers (BatchNorm running statistics) each live in one
+ * contiguous block, carved by a table of named entries whose names are
+ * PyTorch state_dict keys. */
+#ifndef RN_MODEL_H
+#define RN_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "layers/layers.h"
+#include "resnet.h"
+
+enum { RN_MAX_NODES = 1024, RN_MAX_PARAMS = 2048, RN_NAME_MAX = 96 };
+
+typedef enum rn_node_kind {
+    RN_NODE_CONV,
+    RN_NODE_BN,
+    RN_NODE_RELU,
+    RN_NODE_MAXPOOL,
+    RN_NODE_AVGPOOL, /* global average pooling, (c, h, w) -> (c, 1, 1) */
+    RN_NODE_LINEAR,
+    RN_NODE_ADD,
+    RN_NODE_SHORTCUT_A,
+} rn_node_kind;
+
+/* Per-image shape of an activation value. */
+typedef struct rn_value {
+    int c, h, w;
+} rn_value;
+
+typedef struct rn_node {
+    rn_node_kind kind;
+    int src, src2, dst;        /* value ids; src2 only for RN_NODE_ADD */
+    int weights, bias;         /* parameter ids, -1 if none (BN: gamma, beta) */
+    int running_mean, running_var; /* buffer ids for BN, else -1 */
+    int bn_index;              /* BN: index into num_batches_tracked */
+    int kh, kw, stride, pad;   /* conv and max pooling */
+    int last_bn_of_residual;   /* BN whose gamma --zero-init-residual zeroes */
+    char name[RN_NAME_MAX];    /* module path, such as "layer1.0.conv1" */
+} rn_node;
+
+typedef enum rn_tensor_role {
+    RN_ROLE_CONV_WEIGHT,
+    RN_ROLE_CONV_BIAS,
+    RN_ROLE_BN_WEIGHT,
+    RN_ROLE_BN_BIAS,
+    RN_ROLE_LINEAR_WEIGHT,
+    RN_ROLE_LINEAR_BIAS,
+    RN_ROLE_BN_RUNNING_MEAN,
+    RN_ROLE_BN_RUNNING_VAR,
+} rn_tensor_role;
+
+/* One named tensor inside the parameter or buffer block. */
+typedef struct rn_tensor_entry {
+    char name[RN_NAME_MAX]; /* state_dict key, such as "layer1.0.bn1.weight" */
+    rn_tensor_role role;
+    int ndim;
+    int64_t shape[4];
+    size_t offset, numel; /* in floats, within its block */
+    int fan_in, fan_out;  /* for initialization (conv and linear weights) */
+} rn_tensor_entry;
+
+typedef enum rn_shortcut {
+    RN_SHORTCUT_A, /* identity; zero-padding option where the shape changes */
+    RN_SHORTCUT_B, /* identity; 1x1 conv + BN projection where it changes */
+    RN_SHORTCUT_C, /* 1x1 conv + BN projection on every block */
+    RN_SHORTCUT_NONE, /* plain network */
+} rn_shortcut;
+
+typedef struct rn_model_config {
+    char arch[32]; /* resnet20 ... resnet110, plain20 ... plain110, d2l-resnet18 */
+    int in_c, in_h, in_w;
+    int classes;
+    rn_shortcut shortcut; /* CIFAR networks only */
+} rn_model_config;
+
+typedef struct rn_model {
+    rn_model_config config;
+    rn_node nodes[RN_MAX_NODES];
+    int node_count;
+    rn_value values[RN_MAX_NODES + 1];
+    int value_count;
+    rn_tensor_entry params[RN_MAX_PARAMS];
+    int param_count;
+    size_t param_numel;
+    rn_tensor_entry buffers[RN_MAX_PARAMS];
+    int buffer_count;
+    size_t buffer_numel;
+    int bn_count;
+
+    float *param_data;  /* (param_numel) */
+    float *grad_data;   /* (param_numel), same layout as param_data */
+    float *buffer_data; /* (buffer_numel) running means and variances */
+    int64_t *num_batches_tracked; /* (bn_count) */
+} rn_model;
+
+/* Build a model by name; see rn_model_names() for the list. */
+rn_status rn_model_create(const rn_model_config *config, rn_model **out);
+void rn_model_destroy(rn_model *model);
+/* Space-separated list of the architectures rn_model_create accepts. */
+const char *rn_model_names(void);
+/* Parse "A", "B", "C" (case-insensitive). */
+rn_status rn_shortcut_parse(const char *text, rn_shortcut *out);
+const char *rn_shortcut_name(rn_shortcut shortcut);
+
+typedef enum rn_init {
+    RN_INIT_KAIMING, /* normal, fan_out, ReLU gain: torchvision's ResNet */
+    RN_INIT_XAVIER,  /* uniform on conv and linear weights: the d2l book */
+} rn_init;
+
+/* Initialize parameters and buffers from a seed. Biases, and linear weights
+ * under Kaiming, keep PyTorch's default initialization. */
+void rn_model_init(rn_model *model, rn_init init, int zero_init_residual,
+                   uint64_t seed);
+
+/* Multiply-accumulates of one image through node i (conv and linear). */
+int64_t rn_node_macs(const rn_model *model, int i);
+
+/* ------------------------------------------------------------- execution */
+
+/* Memory for running a model on batches of up to `mb` images: activations,
+ * their gradients (slots reused once a gradient is consumed), saved state
+ * and convolution scratch. Planned once; a step allocates nothing. */
+typedef struct rn_plan rn_plan;
+
+rn_status rn_plan_create(const rn_model *model, int mb, rn_plan **out);
+void rn_plan_destroy(rn_plan *plan);
+/* Bytes held by the plan. */
+size_t rn_plan_nbytes(const rn_plan *plan);
+
+/* Run the network on `mb` images (mb <= the planned batch size); returns the
+ * logits (mb, classes), valid until the next call. Training mode uses batch
+ * statistics and updates the running statistics. */
+const float *rn_model_forward(rn_model *model, rn_plan *plan,
+                              const float *images, int mb, int train);
+
+/* Back-propagate d(loss)/d(logits) of the last forward pass (which must have
+ * been in training mode) and ACCUMULATE the parameter gradients into
+ * model->grad_data. */
+void rn_model_backward(rn_model *model, rn_plan *plan, const float *diff_logits);
+
+void rn_model_zero_grad(rn_model *model);
+
+/* Activation value of the last forward pass, (mb, c, h, w), for experiments. */
+const float *rn_plan_value(const rn_plan *plan, int value);
+
+#endif
