@@ -1,0 +1,136 @@
+#include "data/dataset.h"
+
+#include <inttypes.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/status.h"
+#include "data/idx.h"
+
+enum { MNIST_NUM_CLASSES = 10 };
+
+static const char *const fashion_mnist_classes[MNIST_NUM_CLASSES] = {
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot",
+};
+
+const char *const *rn_fashion_mnist_classes(void)
+{
+    return fashion_mnist_classes;
+}
+
+/* Writes dir/name.gz to path if that file exists, else dir/name if that
+ * exists, else returns RN_ERR_IO naming both. */
+static rn_status find_idx_file(const char *dir, const char *name, char *path, size_t size)
+{
+    char raw_path[PATH_MAX];
+    int gz_len = snprintf(path, size, "%s/%s.gz", dir, name);
+    int raw_len = snprintf(raw_path, sizeof raw_path, "%s/%s", dir, name);
+
+    if (gz_len < 0 || (size_t)gz_len >= size || raw_len < 0 || (size_t)raw_len >= sizeof raw_path)
+        return rn_error(RN_ERR_INVALID, "data directory path is too long: %s", dir);
+    if (access(path, F_OK) == 0)
+        return RN_OK;
+    if (access(raw_path, F_OK) == 0) {
+        memcpy(path, raw_path, (size_t)raw_len + 1);
+        return RN_OK;
+    }
+    return rn_error(RN_ERR_IO,
+                    "%s not found (nor %s); install the Debian package "
+                    "dataset-fashion-mnist (apt-get install dataset-fashion-mnist) "
+                    "or pass --data DIR",
+                    path, raw_path);
+}
+
+static rn_status check_shapes(const rn_idx *images, const char *images_path,
+                              const rn_idx *labels, const char *labels_path)
+{
+    if (images->ndim != 3)
+        return rn_error(RN_ERR_FORMAT,
+                        "%s: expected 3 dimensions (count, height, width) for images, got %d",
+                        images_path, images->ndim);
+    if (labels->ndim != 1)
+        return rn_error(RN_ERR_FORMAT,
+                        "%s: expected 1 dimension (count) for labels, got %d",
+                        labels_path, labels->ndim);
+    if (images->dims[0] != labels->dims[0])
+        return rn_error(RN_ERR_FORMAT,
+                        "%s has %" PRId64 " images but %s has %" PRId64 " labels; "
+                        "both files must come from the same release of the data set",
+                        images_path, images->dims[0], labels_path, labels->dims[0]);
+    for (int64_t i = 0; i < labels->dims[0]; i++)
+        if (labels->data[i] >= MNIST_NUM_CLASSES)
+            return rn_error(RN_ERR_FORMAT,
+                            "%s: label %d of sample %" PRId64 " is out of range; "
+                            "expected 0 to %d",
+                            labels_path, labels->data[i], i, MNIST_NUM_CLASSES - 1);
+    return RN_OK;
+}
+
+rn_status rn_dataset_load_mnist(const char *dir, int train, rn_dataset *out)
+{
+    const char *prefix = train ? "train" : "t10k";
+    char images_name[64], labels_name[64];
+    char images_path[PATH_MAX], labels_path[PATH_MAX];
+    rn_idx images = {0}, labels = {0};
+    rn_status status;
+
+    memset(out, 0, sizeof *out);
+    snprintf(images_name, sizeof images_name, "%s-images-idx3-ubyte", prefix);
+    snprintf(labels_name, sizeof labels_name, "%s-labels-idx1-ubyte", prefix);
+
+    RN_TRY(find_idx_file(dir, images_name, images_path, sizeof images_path));
+    RN_TRY(find_idx_file(dir, labels_name, labels_path, sizeof labels_path));
+
+    status = rn_idx_read(images_path, &images);
+    if (status == RN_OK)
+        status = rn_idx_read(labels_path, &labels);
+    if (status == RN_OK)
+        status = check_shapes(&images, images_path, &labels, labels_path);
+    if (status != RN_OK) {
+        rn_idx_free(&images);
+        rn_idx_free(&labels);
+        return status;
+    }
+
+    /* (count, H, W) bytes are already the (count, 1, H, W) layout, so the
+     * data set takes over both buffers. */
+    out->count = images.dims[0];
+    out->channels = 1;
+    out->height = (int)images.dims[1];
+    out->width = (int)images.dims[2];
+    out->images = images.data;
+    out->labels = labels.data;
+    out->num_classes = MNIST_NUM_CLASSES;
+    out->owns = 1;
+    return RN_OK;
+}
+
+rn_status rn_dataset_slice(const rn_dataset *src, int64_t start, int64_t count,
+                           rn_dataset *view)
+{
+    if (start < 0 || count <= 0 || start > src->count || count > src->count - start)
+        return rn_error(RN_ERR_INVALID,
+                        "invalid data set slice: %" PRId64 " samples from index %" PRId64
+                        " of a set of %" PRId64 "; the slice must be non-empty and inside the set",
+                        count, start, src->count);
+
+    size_t image_nbytes = (size_t)src->channels * src->height * src->width;
+    *view = *src;
+    view->count = count;
+    view->images = src->images + (size_t)start * image_nbytes;
+    view->labels = src->labels + start;
+    view->owns = 0;
+    return RN_OK;
+}
+
+void rn_dataset_free(rn_dataset *dataset)
+{
+    if (dataset->owns) {
+        free(dataset->images);
+        free(dataset->labels);
+    }
+    memset(dataset, 0, sizeof *dataset);
+}
