@@ -1,4 +1,5 @@
-/* Tests of the data layer: IDX files and MNIST data sets. */
+/* Tests of the data layer: IDX files, MNIST data sets and
+ * augmentation. */
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 
 #include "core/rng.h"
 #include "core/status.h"
+#include "data/augment.h"
 #include "data/dataset.h"
 #include "data/idx.h"
 #include "test.h"
@@ -641,4 +643,349 @@ TEST(dataset_real_fashion_mnist)
 
     rn_dataset_free(&train);
     rn_dataset_free(&test);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Augmentation                                                              */
+
+TEST(augment_identity_is_x_over_255)
+{
+    uint8_t src[256];
+    float dst[256];
+    rn_augment aug = {0};
+    rn_rng rng;
+
+    for (int i = 0; i < 256; i++)
+        src[i] = (uint8_t)i;
+    rn_rng_seed(&rng, 1);
+    for (int train = 0; train < 2; train++) {
+        rn_augment_image(&aug, train, src, 1, 16, 16, dst, &rng);
+        int mismatches = 0;
+        for (int i = 0; i < 256; i++)
+            mismatches += dst[i] != (float)i / 255.0f;
+        CHECK_MSG(mismatches == 0, "train=%d: %d pixels differ from x/255", train, mismatches);
+        CHECK(dst[0] == 0.0f);
+        CHECK(dst[255] == 1.0f);
+    }
+}
+
+TEST(augment_eval_skips_crop_and_flip)
+{
+    uint8_t src[3 * 5 * 4];
+    float dst[3 * 5 * 4];
+    rn_augment aug = {.pad = 4, .flip = 1};
+    rn_rng rng;
+
+    for (int i = 0; i < 60; i++)
+        src[i] = (uint8_t)(i * 3 + 1);
+    rn_rng_seed(&rng, 2);
+    for (int trial = 0; trial < 20; trial++) {
+        rn_augment_image(&aug, 0, src, 3, 5, 4, dst, &rng);
+        for (int i = 0; i < 60; i++)
+            CHECK(dst[i] == (float)src[i] / 255.0f);
+    }
+}
+
+/* Returns 1 if dst (height, width) is src (height, width) mirrored left-right. */
+static int is_mirror(const float *dst, const float *src, int height, int width)
+{
+    for (int y = 0; y < height; y++)
+        for (int x = 0; x < width; x++)
+            if (dst[y * width + x] != src[y * width + width - 1 - x])
+                return 0;
+    return 1;
+}
+
+TEST(augment_flip_mirrors_columns)
+{
+    enum { H = 3, W = 5, TRIALS = 400 };
+    uint8_t src[H * W];
+    float plain[H * W], dst[H * W], twice[H * W];
+    rn_augment none = {0}, aug = {.flip = 1};
+    rn_rng rng;
+    int flipped = 0, unexpected = 0;
+
+    for (int i = 0; i < H * W; i++)
+        src[i] = (uint8_t)(10 + i);
+    rn_augment_image(&none, 0, src, 1, H, W, plain, &rng);
+
+    rn_rng_seed(&rng, 3);
+    for (int trial = 0; trial < TRIALS; trial++) {
+        rn_augment_image(&aug, 1, src, 1, H, W, dst, &rng);
+        if (memcmp(dst, plain, sizeof dst) == 0)
+            continue;
+        if (!is_mirror(dst, plain, H, W)) {
+            unexpected++;
+            continue;
+        }
+        flipped++;
+        /* Mirroring the mirrored image gives the original back. */
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++)
+                twice[y * W + x] = dst[y * W + W - 1 - x];
+        CHECK(memcmp(twice, plain, sizeof twice) == 0);
+    }
+    CHECK(unexpected == 0);
+    /* p = 0.5 over 400 draws: 200 +- 50 is over 5 standard deviations. */
+    CHECK_MSG(flipped > 150 && flipped < 250, "%d of %d flipped", flipped, TRIALS);
+}
+
+/* Finds the shift (dy, dx) in [-pad, pad] with dst(y, x) = plain(y + dy, x + dx),
+ * zero outside, optionally mirrored first. Returns 0 if there is none. */
+static int find_shift(const float *dst, const float *plain, int height, int width, int pad,
+                      int mirror, int *found_dy, int *found_dx)
+{
+    for (int dy = -pad; dy <= pad; dy++) {
+        for (int dx = -pad; dx <= pad; dx++) {
+            int match = 1;
+            for (int y = 0; y < height && match; y++) {
+                for (int x = 0; x < width && match; x++) {
+                    int sy = y + dy, sx = (mirror ? width - 1 - x : x) + dx;
+                    float expected = 0.0f;
+                    if (sy >= 0 && sy < height && sx >= 0 && sx < width)
+                        expected = plain[sy * width + sx];
+                    match = dst[y * width + x] == expected;
+                }
+            }
+            if (match) {
+                *found_dy = dy;
+                *found_dx = dx;
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+TEST(augment_pad_crop_shifts_with_zeros)
+{
+    enum { H = 6, W = 6, PAD = 2 };
+    uint8_t src[H * W];
+    float plain[H * W], dst[H * W];
+    rn_augment none = {0}, aug = {.pad = PAD};
+    int seen[2 * PAD + 1][2 * PAD + 1] = {{0}};
+    rn_rng rng;
+    int unexpected = 0;
+
+    for (int i = 0; i < H * W; i++)
+        src[i] = (uint8_t)(1 + i); /* nonzero, so that zeros come from padding */
+    rn_augment_image(&none, 0, src, 1, H, W, plain, &rng);
+
+    rn_rng_seed(&rng, 4);
+    for (int trial = 0; trial < 500; trial++) {
+        int dy, dx;
+        rn_augment_image(&aug, 1, src, 1, H, W, dst, &rng);
+        if (find_shift(dst, plain, H, W, PAD, 0, &dy, &dx))
+            seen[dy + PAD][dx + PAD]++;
+        else
+            unexpected++;
+    }
+    CHECK(unexpected == 0);
+    for (int dy = 0; dy <= 2 * PAD; dy++)
+        for (int dx = 0; dx <= 2 * PAD; dx++)
+            CHECK_MSG(seen[dy][dx] > 0, "offset (%d, %d) never drawn", dy - PAD, dx - PAD);
+}
+
+/* With resize, crop and flip together, every training output must be a
+ * shifted (and maybe mirrored) copy of the evaluation output, which shows that
+ * the crop and flip run after the resize. */
+TEST(augment_crop_and_flip_follow_resize)
+{
+    enum { H = 4, W = 3, OUT_H = 8, OUT_W = 7, PAD = 2 };
+    uint8_t src[2 * H * W];
+    float plain[2 * OUT_H * OUT_W], dst[2 * OUT_H * OUT_W];
+    rn_augment eval = {.resize_h = OUT_H, .resize_w = OUT_W};
+    rn_augment aug = {.resize_h = OUT_H, .resize_w = OUT_W, .pad = PAD, .flip = 1};
+    rn_rng rng;
+    int unexpected = 0, mirrored = 0;
+
+    for (int i = 0; i < 2 * H * W; i++)
+        src[i] = (uint8_t)(20 + 9 * i);
+    rn_augment_image(&eval, 0, src, 2, H, W, plain, &rng);
+
+    rn_rng_seed(&rng, 5);
+    for (int trial = 0; trial < 200; trial++) {
+        rn_augment_image(&aug, 1, src, 2, H, W, dst, &rng);
+        int dy0, dx0, dy1, dx1, mirror;
+        for (mirror = 0; mirror < 2; mirror++)
+            if (find_shift(dst, plain, OUT_H, OUT_W, PAD, mirror, &dy0, &dx0))
+                break;
+        if (mirror == 2) {
+            unexpected++;
+            continue;
+        }
+        mirrored += mirror;
+        /* Both channels get the same shift and flip. */
+        int second = find_shift(dst + OUT_H * OUT_W, plain + OUT_H * OUT_W, OUT_H, OUT_W,
+                                PAD, mirror, &dy1, &dx1);
+        CHECK(second);
+        CHECK(!second || (dy0 == dy1 && dx0 == dx1));
+    }
+    CHECK(unexpected == 0);
+    CHECK(mirrored > 0);
+    CHECK(mirrored < 200);
+}
+
+TEST(augment_resize_constant_stays_constant)
+{
+    static const int sizes[][2] = {{56, 56}, {14, 14}, {37, 19}, {1, 1}, {28, 28}};
+    uint8_t src[28 * 28];
+    static float dst[56 * 56];
+    rn_rng rng;
+
+    memset(src, 200, sizeof src);
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        rn_augment aug = {.resize_h = sizes[s][0], .resize_w = sizes[s][1]};
+        rn_augment_image(&aug, 0, src, 1, 28, 28, dst, &rng);
+        int off = 0;
+        for (int i = 0; i < sizes[s][0] * sizes[s][1]; i++)
+            off += fabsf(dst[i] - 200.0f / 255.0f) > 1e-6f;
+        CHECK_MSG(off == 0, "resize to %dx%d: %d pixels not constant", sizes[s][0],
+                  sizes[s][1], off);
+    }
+}
+
+/* Upscaling 28 -> 56 maps output coordinate d to input (d + 0.5) / 2 - 0.5:
+ * d = 0 -> -0.25, clamped to 0; d = 1 -> 0.25; d = 2 -> 0.75; d = 3 -> 1.25;
+ * d = 54 -> 26.75; d = 55 -> 27.25, whose right neighbour is clamped to 27. */
+TEST(augment_resize_upscale_hand_values)
+{
+    uint8_t src[28 * 28];
+    static float dst[56 * 56];
+    rn_augment aug = {.resize_h = 56, .resize_w = 56};
+    rn_rng rng;
+
+    /* Linear in x, constant in y: bilinear interpolation reproduces 9 * x. */
+    for (int y = 0; y < 28; y++)
+        for (int x = 0; x < 28; x++)
+            src[y * 28 + x] = (uint8_t)(9 * x);
+    rn_augment_image(&aug, 0, src, 1, 28, 28, dst, &rng);
+    for (int y = 0; y < 56; y += 11) {
+        const float *row = dst + y * 56;
+        CHECK_CLOSE(row[0], 0.0, 1e-6, 0);
+        CHECK_CLOSE(row[1], 2.25 / 255, 1e-6, 0);   /* 9 * 0.25 */
+        CHECK_CLOSE(row[2], 6.75 / 255, 1e-6, 0);   /* 9 * 0.75 */
+        CHECK_CLOSE(row[3], 11.25 / 255, 1e-6, 0);  /* 9 * 1.25 */
+        CHECK_CLOSE(row[54], 240.75 / 255, 1e-6, 0); /* 9 * 26.75 */
+        CHECK_CLOSE(row[55], 243.0 / 255, 1e-6, 0);  /* 9 * 27, clamped */
+    }
+
+    /* Product x * y in both directions: at output (3, 5) the source point is
+     * (y, x) = (1.25, 2.25), and bilinear interpolation of x * y between the
+     * grid points 1..2 and 2..3 is exact: 1.25 * 2.25 = 2.8125. */
+    for (int y = 0; y < 28; y++)
+        for (int x = 0; x < 28; x++)
+            src[y * 28 + x] = (uint8_t)(y < 16 && x < 16 ? x * y : 0);
+    rn_augment_image(&aug, 0, src, 1, 28, 28, dst, &rng);
+    CHECK_CLOSE(dst[3 * 56 + 5], 2.8125 / 255, 1e-6, 0);
+    /* Output (0, 0) reads the clamped corner (0, 0). */
+    CHECK_CLOSE(dst[0], 0.0, 1e-6, 0);
+    /* Output (2, 2): source (0.75, 0.75), giving 0.75 * 0.75. */
+    CHECK_CLOSE(dst[2 * 56 + 2], 0.5625 / 255, 1e-6, 0);
+}
+
+/* Downscaling 4 -> 2 maps d to 2 * d + 0.5, the mean of input pixels 2d and
+ * 2d + 1 (no antialiasing filter beyond that). */
+TEST(augment_resize_downscale_averages_pairs)
+{
+    const uint8_t src[16] = {
+        0,   10,  20,  30,
+        40,  50,  60,  70,
+        80,  90,  100, 110,
+        120, 130, 140, 250,
+    };
+    float dst[4];
+    rn_augment aug = {.resize_h = 2, .resize_w = 2};
+    rn_rng rng;
+
+    rn_augment_image(&aug, 0, src, 1, 4, 4, dst, &rng);
+    CHECK_CLOSE(dst[0], (0 + 10 + 40 + 50) / 4.0 / 255, 1e-6, 0);
+    CHECK_CLOSE(dst[1], (20 + 30 + 60 + 70) / 4.0 / 255, 1e-6, 0);
+    CHECK_CLOSE(dst[2], (80 + 90 + 120 + 130) / 4.0 / 255, 1e-6, 0);
+    CHECK_CLOSE(dst[3], (100 + 110 + 140 + 250) / 4.0 / 255, 1e-6, 0);
+}
+
+TEST(augment_normalize_per_channel)
+{
+    const uint8_t src[3 * 2 * 2] = {0, 51, 102, 255, 10, 20, 30, 40, 200, 201, 202, 203};
+    float dst[12];
+    rn_augment aug = {
+        .normalize = 1,
+        .mean = {0.5f, 0.25f, 0.125f},
+        .std = {0.5f, 2.0f, 0.25f},
+    };
+    rn_rng rng;
+
+    CHECK_OK(rn_augment_check(&aug, 3));
+    rn_augment_image(&aug, 0, src, 3, 2, 2, dst, &rng);
+    for (int c = 0; c < 3; c++)
+        for (int p = 0; p < 4; p++) {
+            double expected = (src[c * 4 + p] / 255.0 - aug.mean[c]) / aug.std[c];
+            CHECK_CLOSE(dst[c * 4 + p], expected, 1e-6, 1e-6);
+        }
+    CHECK_CLOSE(dst[0], -1.0, 1e-6, 0);
+    CHECK_CLOSE(dst[3], 1.0, 1e-6, 0);
+}
+
+/* Padded pixels are zeros before normalization, so they come out as
+ * -mean / std. */
+TEST(augment_padding_normalizes_from_zero)
+{
+    const uint8_t src[4] = {255, 255, 255, 255};
+    float dst[4];
+    rn_augment aug = {.pad = 3, .normalize = 1, .mean = {0.5f}, .std = {0.25f}};
+    rn_rng rng;
+    int padded = 0, image = 0, other = 0;
+
+    rn_rng_seed(&rng, 6);
+    for (int trial = 0; trial < 50; trial++) {
+        rn_augment_image(&aug, 1, src, 1, 2, 2, dst, &rng);
+        for (int i = 0; i < 4; i++) {
+            if (dst[i] == -2.0f)
+                padded++;
+            else if (dst[i] == 2.0f)
+                image++;
+            else
+                other++;
+        }
+    }
+    CHECK(padded > 0);
+    CHECK(image > 0);
+    CHECK(other == 0);
+}
+
+TEST(augment_output_size_follows_resize)
+{
+    int h, w;
+    rn_augment none = {.pad = 4};
+    rn_augment resize = {.resize_h = 224, .resize_w = 112, .pad = 4};
+
+    rn_augment_output_size(&none, 28, 27, &h, &w);
+    CHECK(h == 28);
+    CHECK(w == 27);
+    rn_augment_output_size(&resize, 28, 27, &h, &w);
+    CHECK(h == 224);
+    CHECK(w == 112);
+}
+
+TEST(augment_check_rejects_invalid)
+{
+    rn_augment ok = {.pad = 4, .flip = 1, .resize_h = 32, .resize_w = 32};
+    rn_augment negative_pad = {.pad = -1};
+    rn_augment half_resize = {.resize_h = 32};
+    rn_augment negative_resize = {.resize_h = -32, .resize_w = 32};
+    rn_augment zero_std = {.normalize = 1, .mean = {0.5f, 0.5f, 0.5f}, .std = {1, 0, 1}};
+    rn_augment nan_mean = {.normalize = 1, .mean = {NAN}, .std = {1}};
+    rn_augment normalize = {.normalize = 1, .std = {1, 1, 1}};
+
+    CHECK_OK(rn_augment_check(&ok, 3));
+    CHECK_OK(rn_augment_check(&ok, 7));
+    CHECK_FAILS(rn_augment_check(&ok, 0), RN_ERR_INVALID, "channel count 0");
+    CHECK_FAILS(rn_augment_check(&negative_pad, 1), RN_ERR_INVALID, "pad -1");
+    CHECK_FAILS(rn_augment_check(&half_resize, 1), RN_ERR_INVALID, "resize 32x0");
+    CHECK_FAILS(rn_augment_check(&negative_resize, 1), RN_ERR_INVALID, "resize -32x32");
+    CHECK_FAILS(rn_augment_check(&zero_std, 3), RN_ERR_INVALID, "std[1] = 0");
+    CHECK_FAILS(rn_augment_check(&nan_mean, 1), RN_ERR_INVALID, "mean[0] = nan");
+    CHECK_FAILS(rn_augment_check(&normalize, 4), RN_ERR_INVALID, "4-channel");
+    CHECK_OK(rn_augment_check(&normalize, 3));
 }
