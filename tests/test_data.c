@@ -1,10 +1,12 @@
-/* Tests of the data layer: IDX files, MNIST data sets and
- * augmentation. */
+/* Tests of the data layer: IDX files, MNIST data sets, augmentation and the
+ * background loader. */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -13,6 +15,7 @@
 #include "data/augment.h"
 #include "data/dataset.h"
 #include "data/idx.h"
+#include "data/loader.h"
 #include "test.h"
 
 /* Expects expr to fail with status and a message containing needle. */
@@ -988,4 +991,629 @@ TEST(augment_check_rejects_invalid)
     CHECK_FAILS(rn_augment_check(&nan_mean, 1), RN_ERR_INVALID, "mean[0] = nan");
     CHECK_FAILS(rn_augment_check(&normalize, 4), RN_ERR_INVALID, "4-channel");
     CHECK_OK(rn_augment_check(&normalize, 3));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Loader                                                                    */
+
+enum { SYNTH_COUNT = 1000, SYNTH_SIDE = 4, SYNTH_NUMEL = SYNTH_SIDE * SYNTH_SIDE };
+
+/* A data set of 1x4x4 images whose first row encodes the sample index as
+ * (low byte, high byte, high byte, low byte), which a horizontal flip keeps,
+ * and whose label is index % 10. The other rows are not symmetric. */
+static rn_dataset synthetic_dataset(void)
+{
+    rn_dataset data = {
+        .count = SYNTH_COUNT,
+        .channels = 1,
+        .height = SYNTH_SIDE,
+        .width = SYNTH_SIDE,
+        .num_classes = 10,
+        .owns = 1,
+    };
+    data.images = malloc(SYNTH_COUNT * SYNTH_NUMEL);
+    data.labels = malloc(SYNTH_COUNT);
+    RN_ASSERT(data.images && data.labels);
+    for (int i = 0; i < SYNTH_COUNT; i++) {
+        uint8_t *image = data.images + i * SYNTH_NUMEL;
+        image[0] = (uint8_t)(i & 0xff);
+        image[1] = (uint8_t)(i >> 8);
+        image[2] = image[1];
+        image[3] = image[0];
+        for (int p = SYNTH_SIDE; p < SYNTH_NUMEL; p++)
+            image[p] = (uint8_t)(i * 13 + p * 29);
+        data.labels[i] = (uint8_t)(i % 10);
+    }
+    return data;
+}
+
+static int decode_index(const float *image)
+{
+    return (int)lrintf(image[0] * 255.0f) + 256 * (int)lrintf(image[1] * 255.0f);
+}
+
+/* Runs one epoch without augmentation and writes the sample indices in the
+ * order delivered. Returns how many were delivered. */
+static int epoch_order(rn_loader *loader, int epoch, int *order)
+{
+    const float *images;
+    const int32_t *labels;
+    int n, total = 0;
+
+    CHECK_OK(rn_loader_start_epoch(loader, epoch));
+    while (rn_loader_next(loader, &images, &labels, &n)) {
+        for (int k = 0; k < n && total < SYNTH_COUNT; k++) {
+            order[total] = decode_index(images + k * SYNTH_NUMEL);
+            CHECK(labels[k] == order[total] % 10);
+            total++;
+        }
+    }
+    return total;
+}
+
+static int count_same_positions(const int *a, const int *b, int n)
+{
+    int same = 0;
+    for (int i = 0; i < n; i++)
+        same += a[i] == b[i];
+    return same;
+}
+
+TEST(loader_shuffle_yields_each_sample_once)
+{
+    rn_dataset data = synthetic_dataset();
+    rn_loader_config cfg = {.batch_size = 64, .shuffle = 1, .seed = 7};
+    rn_loader *loader;
+    const float *images;
+    const int32_t *labels;
+    int n, seen[SYNTH_COUNT] = {0}, order[SYNTH_COUNT];
+    int batches = 0, total = 0, identity = 0;
+
+    CHECK_OK(rn_loader_create(&data, &cfg, &loader));
+    CHECK(rn_loader_batches_per_epoch(loader) == 16);
+    CHECK_OK(rn_loader_start_epoch(loader, 0));
+    while (rn_loader_next(loader, &images, &labels, &n)) {
+        CHECK_MSG(n == (batches < 15 ? 64 : 1000 - 15 * 64), "batch %d has %d samples", batches, n);
+        for (int k = 0; k < n; k++) {
+            int index = decode_index(images + k * SYNTH_NUMEL);
+            CHECK_MSG(index >= 0 && index < SYNTH_COUNT, "decoded index %d out of range", index);
+            if (index < 0 || index >= SYNTH_COUNT)
+                continue;
+            seen[index]++;
+            CHECK(labels[k] == index % 10);
+            if (total < SYNTH_COUNT)
+                order[total] = index;
+            identity += index == total;
+            total++;
+        }
+        batches++;
+    }
+    CHECK(batches == 16);
+    CHECK(total == SYNTH_COUNT);
+    int wrong = 0;
+    for (int i = 0; i < SYNTH_COUNT; i++)
+        wrong += seen[i] != 1;
+    CHECK_MSG(wrong == 0, "%d samples not seen exactly once", wrong);
+    CHECK_MSG(identity < 20, "%d samples kept their position", identity);
+
+    /* Further calls keep reporting the end of the epoch. */
+    CHECK(rn_loader_next(loader, &images, &labels, &n) == 0);
+
+    /* A second epoch is again a permutation, in another order. */
+    int second[SYNTH_COUNT];
+    CHECK(epoch_order(loader, 1, second) == SYNTH_COUNT);
+    memset(seen, 0, sizeof seen);
+    for (int i = 0; i < SYNTH_COUNT; i++)
+        seen[second[i]]++;
+    wrong = 0;
+    for (int i = 0; i < SYNTH_COUNT; i++)
+        wrong += seen[i] != 1;
+    CHECK(wrong == 0);
+    CHECK(count_same_positions(order, second, SYNTH_COUNT) < 20);
+
+    rn_loader_destroy(loader);
+    rn_dataset_free(&data);
+}
+
+/* A uniform shuffle of 4 samples reaches all 24 orders, each expected 20
+ * times over 480 epochs. Shuffles that favour some orders (a Sattolo cycle,
+ * a biased swap range) miss some of them. */
+TEST(loader_shuffle_reaches_every_permutation)
+{
+    rn_dataset data = synthetic_dataset();
+    rn_dataset four;
+    rn_loader_config cfg = {.batch_size = 4, .shuffle = 1, .seed = 12};
+    rn_loader *loader;
+    int seen[4 * 4 * 4 * 4] = {0};
+    int distinct = 0, fewest = 480;
+
+    CHECK_OK(rn_dataset_slice(&data, 0, 4, &four));
+    CHECK_OK(rn_loader_create(&four, &cfg, &loader));
+    for (int epoch = 0; epoch < 480; epoch++) {
+        const float *images;
+        const int32_t *labels;
+        int n, code = 0;
+        CHECK_OK(rn_loader_start_epoch(loader, epoch));
+        CHECK(rn_loader_next(loader, &images, &labels, &n) == 1);
+        CHECK(n == 4);
+        for (int k = 0; k < 4; k++)
+            code = code * 4 + (decode_index(images + k * SYNTH_NUMEL) & 3);
+        seen[code]++;
+    }
+    for (int code = 0; code < 256; code++) {
+        int a = code >> 6, b = (code >> 4) & 3, c = (code >> 2) & 3, d = code & 3;
+        int is_permutation = a != b && a != c && a != d && b != c && b != d && c != d;
+        if (!is_permutation) {
+            CHECK_MSG(seen[code] == 0, "order code %d is not a permutation", code);
+            continue;
+        }
+        distinct += seen[code] > 0;
+        if (seen[code] < fewest)
+            fewest = seen[code];
+    }
+    CHECK_MSG(distinct == 24, "%d of 24 orders seen", distinct);
+    CHECK_MSG(fewest >= 5, "the rarest order was seen %d times", fewest);
+    rn_loader_destroy(loader);
+    rn_dataset_free(&data);
+}
+
+TEST(loader_order_depends_on_seed_and_epoch)
+{
+    rn_dataset data = synthetic_dataset();
+    rn_loader_config cfg = {.batch_size = 50, .shuffle = 1, .seed = 99};
+    rn_loader_config other_seed = cfg;
+    rn_loader *a, *b, *c;
+    int order_a[SYNTH_COUNT], order_b[SYNTH_COUNT], order_c[SYNTH_COUNT];
+
+    other_seed.seed = 100;
+    CHECK_OK(rn_loader_create(&data, &cfg, &a));
+    CHECK_OK(rn_loader_create(&data, &cfg, &b));
+    CHECK_OK(rn_loader_create(&data, &other_seed, &c));
+
+    CHECK(epoch_order(a, 3, order_a) == SYNTH_COUNT);
+    CHECK(epoch_order(b, 3, order_b) == SYNTH_COUNT);
+    CHECK(memcmp(order_a, order_b, sizeof order_a) == 0);
+
+    /* Epochs run out of order give the same result. */
+    CHECK(epoch_order(b, 4, order_b) == SYNTH_COUNT);
+    CHECK(count_same_positions(order_a, order_b, SYNTH_COUNT) < 20);
+    CHECK(epoch_order(b, 3, order_b) == SYNTH_COUNT);
+    CHECK(memcmp(order_a, order_b, sizeof order_a) == 0);
+
+    CHECK(epoch_order(c, 3, order_c) == SYNTH_COUNT);
+    CHECK(count_same_positions(order_a, order_c, SYNTH_COUNT) < 20);
+
+    rn_loader_destroy(a);
+    rn_loader_destroy(b);
+    rn_loader_destroy(c);
+    rn_dataset_free(&data);
+}
+
+TEST(loader_without_shuffle_keeps_order)
+{
+    rn_dataset data = synthetic_dataset();
+    rn_loader_config cfg = {.batch_size = 300};
+    rn_loader *loader;
+    int order[SYNTH_COUNT];
+
+    CHECK_OK(rn_loader_create(&data, &cfg, &loader));
+    CHECK(rn_loader_batches_per_epoch(loader) == 4);
+    for (int epoch = 0; epoch < 2; epoch++) {
+        CHECK(epoch_order(loader, epoch, order) == SYNTH_COUNT);
+        int misplaced = 0;
+        for (int i = 0; i < SYNTH_COUNT; i++)
+            misplaced += order[i] != i;
+        CHECK(misplaced == 0);
+    }
+    rn_loader_destroy(loader);
+    rn_dataset_free(&data);
+}
+
+TEST(loader_drop_last_drops_partial_batch)
+{
+    rn_dataset data = synthetic_dataset();
+    rn_loader_config cfg = {.batch_size = 64, .shuffle = 1, .drop_last = 1, .seed = 3};
+    rn_loader *loader;
+    const float *images;
+    const int32_t *labels;
+    int n, batches = 0, total = 0;
+
+    CHECK_OK(rn_loader_create(&data, &cfg, &loader));
+    CHECK(rn_loader_batches_per_epoch(loader) == 15);
+    CHECK_OK(rn_loader_start_epoch(loader, 0));
+    while (rn_loader_next(loader, &images, &labels, &n)) {
+        CHECK(n == 64);
+        batches++;
+        total += n;
+    }
+    CHECK(batches == 15);
+    CHECK(total == 960);
+    rn_loader_destroy(loader);
+
+    /* Exactly one full batch. */
+    rn_dataset slice;
+    cfg.batch_size = 10;
+    CHECK_OK(rn_dataset_slice(&data, 0, 10, &slice));
+    CHECK_OK(rn_loader_create(&slice, &cfg, &loader));
+    CHECK(rn_loader_batches_per_epoch(loader) == 1);
+    rn_loader_destroy(loader);
+    rn_dataset_free(&data);
+}
+
+enum { TAIL_BATCH = 32, TAIL_BATCHES = (SYNTH_COUNT + TAIL_BATCH - 1) / TAIL_BATCH };
+
+/* Records every batch of an epoch with augmentation on, from first_batch. */
+static int record_epoch(rn_loader *loader, int epoch, int64_t first_batch,
+                        float *images_out, int32_t *labels_out, int *sizes)
+{
+    const float *images;
+    const int32_t *labels;
+    int n, batches = 0;
+
+    CHECK_OK(rn_loader_start_epoch_at(loader, epoch, first_batch));
+    while (rn_loader_next(loader, &images, &labels, &n)) {
+        int64_t batch = first_batch + batches;
+        if (batch >= TAIL_BATCHES)
+            break;
+        memcpy(images_out + batch * TAIL_BATCH * SYNTH_NUMEL, images,
+               (size_t)n * SYNTH_NUMEL * sizeof(float));
+        memcpy(labels_out + batch * TAIL_BATCH, labels, (size_t)n * sizeof(int32_t));
+        sizes[batch] = n;
+        batches++;
+    }
+    return batches;
+}
+
+TEST(loader_start_epoch_at_matches_tail)
+{
+    static float full[SYNTH_COUNT * SYNTH_NUMEL], tail[SYNTH_COUNT * SYNTH_NUMEL];
+    static int32_t full_labels[SYNTH_COUNT], tail_labels[SYNTH_COUNT];
+    int full_sizes[TAIL_BATCHES], tail_sizes[TAIL_BATCHES];
+    rn_dataset data = synthetic_dataset();
+    rn_loader_config cfg = {
+        .batch_size = TAIL_BATCH,
+        .shuffle = 1,
+        .train = 1,
+        .augment = {.pad = 1, .flip = 1, .normalize = 1, .mean = {0.3f}, .std = {0.2f}},
+        .seed = 2024,
+    };
+    rn_loader *first, *resumed;
+
+    CHECK_OK(rn_loader_create(&data, &cfg, &first));
+    CHECK_OK(rn_loader_create(&data, &cfg, &resumed));
+    CHECK(record_epoch(first, 2, 0, full, full_labels, full_sizes) == TAIL_BATCHES);
+
+    static const int starts[] = {0, 1, 5, TAIL_BATCHES - 1};
+    for (size_t s = 0; s < sizeof starts / sizeof starts[0]; s++) {
+        int k = starts[s];
+        memset(tail, 0, sizeof tail);
+        CHECK(record_epoch(resumed, 2, k, tail, tail_labels, tail_sizes) == TAIL_BATCHES - k);
+        size_t offset = (size_t)k * TAIL_BATCH;
+        size_t count = SYNTH_COUNT - offset;
+        CHECK(memcmp(tail_sizes + k, full_sizes + k, (TAIL_BATCHES - k) * sizeof(int)) == 0);
+        CHECK_MSG(memcmp(tail + offset * SYNTH_NUMEL, full + offset * SYNTH_NUMEL,
+                         count * SYNTH_NUMEL * sizeof(float)) == 0,
+                  "images from batch %d differ from the full epoch", k);
+        CHECK(memcmp(tail_labels + offset, full_labels + offset, count * sizeof(int32_t)) == 0);
+    }
+
+    /* Starting at the end yields nothing. Starting past the end is invalid. */
+    const float *images;
+    const int32_t *labels;
+    int n;
+    CHECK_OK(rn_loader_start_epoch_at(resumed, 2, TAIL_BATCHES));
+    CHECK(rn_loader_next(resumed, &images, &labels, &n) == 0);
+    CHECK_FAILS(rn_loader_start_epoch_at(resumed, 2, TAIL_BATCHES + 1), RN_ERR_INVALID,
+                "invalid first batch 33");
+    CHECK_FAILS(rn_loader_start_epoch_at(resumed, 2, -1), RN_ERR_INVALID, "first batch -1");
+    CHECK_FAILS(rn_loader_start_epoch(resumed, -2), RN_ERR_INVALID, "epoch -2");
+
+    rn_loader_destroy(first);
+    rn_loader_destroy(resumed);
+    rn_dataset_free(&data);
+}
+
+/* Restarting an epoch while batches are pending discards them cleanly. */
+TEST(loader_restart_mid_epoch)
+{
+    static float full[SYNTH_COUNT * SYNTH_NUMEL], again[SYNTH_COUNT * SYNTH_NUMEL];
+    static int32_t full_labels[SYNTH_COUNT], again_labels[SYNTH_COUNT];
+    int sizes[TAIL_BATCHES];
+    rn_dataset data = synthetic_dataset();
+    rn_loader_config cfg = {
+        .batch_size = TAIL_BATCH, .shuffle = 1, .train = 1, .augment = {.pad = 2, .flip = 1}, .seed = 1,
+    };
+    rn_loader *loader;
+    const float *images;
+    const int32_t *labels;
+    int n;
+
+    CHECK_OK(rn_loader_create(&data, &cfg, &loader));
+    CHECK(record_epoch(loader, 0, 0, full, full_labels, sizes) == TAIL_BATCHES);
+    for (int trial = 0; trial < 20; trial++) {
+        CHECK_OK(rn_loader_start_epoch(loader, 5));
+        for (int b = 0; b < trial % 4; b++)
+            CHECK(rn_loader_next(loader, &images, &labels, &n) == 1);
+    }
+    CHECK(record_epoch(loader, 0, 0, again, again_labels, sizes) == TAIL_BATCHES);
+    CHECK(memcmp(full, again, sizeof full) == 0);
+    CHECK(memcmp(full_labels, again_labels, sizeof full_labels) == 0);
+    rn_loader_destroy(loader);
+    rn_dataset_free(&data);
+}
+
+/* The augmentation of a sample depends on (seed, epoch, sample index) only,
+ * so batch size does not change it, but the epoch does. */
+TEST(loader_augment_independent_of_batch_size)
+{
+    static float by_7[SYNTH_COUNT * SYNTH_NUMEL], by_64[SYNTH_COUNT * SYNTH_NUMEL];
+    static float next_epoch[SYNTH_COUNT * SYNTH_NUMEL];
+    rn_dataset data = synthetic_dataset();
+    rn_loader_config cfg = {.train = 1, .augment = {.pad = 2, .flip = 1}, .seed = 11};
+    float *outputs[3] = {by_7, by_64, next_epoch};
+    const int batch_sizes[3] = {7, 64, 64};
+    const int epochs[3] = {1, 1, 2};
+
+    for (int run = 0; run < 3; run++) {
+        rn_loader *loader;
+        const float *images;
+        const int32_t *labels;
+        int n, total = 0;
+        cfg.batch_size = batch_sizes[run];
+        CHECK_OK(rn_loader_create(&data, &cfg, &loader));
+        CHECK_OK(rn_loader_start_epoch(loader, epochs[run]));
+        while (rn_loader_next(loader, &images, &labels, &n)) {
+            memcpy(outputs[run] + (size_t)total * SYNTH_NUMEL, images,
+                   (size_t)n * SYNTH_NUMEL * sizeof(float));
+            total += n;
+        }
+        CHECK(total == SYNTH_COUNT);
+        rn_loader_destroy(loader);
+    }
+    CHECK(memcmp(by_7, by_64, sizeof by_7) == 0);
+
+    int changed = 0;
+    for (int i = 0; i < SYNTH_COUNT; i++)
+        changed += memcmp(by_64 + i * SYNTH_NUMEL, next_epoch + i * SYNTH_NUMEL,
+                          SYNTH_NUMEL * sizeof(float)) != 0;
+    /* 1 - (1/25 * 1/2) of the samples change when the draws are independent. */
+    CHECK_MSG(changed > 900, "only %d of %d samples changed between epochs", changed, SYNTH_COUNT);
+    rn_dataset_free(&data);
+}
+
+/* The random flip of a sample must be the same whether the epoch is shuffled
+ * or not, because it is seeded from the sample's index, not its position. */
+TEST(loader_augment_follows_sample_not_position)
+{
+    static float in_order[SYNTH_COUNT * SYNTH_NUMEL];
+    rn_dataset data = synthetic_dataset();
+    rn_loader_config cfg = {.batch_size = 40, .train = 1, .augment = {.flip = 1}, .seed = 8};
+    rn_loader *loader;
+    const float *images;
+    const int32_t *labels;
+    int n, total = 0, mismatches = 0, flipped = 0;
+
+    CHECK_OK(rn_loader_create(&data, &cfg, &loader));
+    CHECK_OK(rn_loader_start_epoch(loader, 3));
+    while (rn_loader_next(loader, &images, &labels, &n)) {
+        memcpy(in_order + (size_t)total * SYNTH_NUMEL, images, (size_t)n * SYNTH_NUMEL * sizeof(float));
+        total += n;
+    }
+    rn_loader_destroy(loader);
+    CHECK(total == SYNTH_COUNT);
+    for (int i = 0; i < SYNTH_COUNT; i++)
+        flipped += in_order[i * SYNTH_NUMEL + SYNTH_SIDE] != (float)data.images[i * SYNTH_NUMEL + SYNTH_SIDE] / 255.0f;
+    CHECK_MSG(flipped > 400, "only %d of 1000 samples flipped", flipped);
+    CHECK_MSG(flipped < 600, "%d of 1000 samples flipped", flipped);
+
+    cfg.shuffle = 1;
+    CHECK_OK(rn_loader_create(&data, &cfg, &loader));
+    CHECK_OK(rn_loader_start_epoch(loader, 3));
+    while (rn_loader_next(loader, &images, &labels, &n)) {
+        for (int k = 0; k < n; k++) {
+            int index = decode_index(images + k * SYNTH_NUMEL);
+            if (index < 0 || index >= SYNTH_COUNT ||
+                memcmp(images + k * SYNTH_NUMEL, in_order + (size_t)index * SYNTH_NUMEL,
+                       SYNTH_NUMEL * sizeof(float)) != 0)
+                mismatches++;
+        }
+    }
+    CHECK_MSG(mismatches == 0, "%d samples augmented differently when shuffled", mismatches);
+    rn_loader_destroy(loader);
+    rn_dataset_free(&data);
+}
+
+/* The thread fills ahead, but never into the batch the caller holds. */
+TEST(loader_batch_stays_valid_until_next)
+{
+    rn_dataset data = synthetic_dataset();
+    rn_loader_config cfg = {.batch_size = 100};
+    rn_loader *loader;
+    const float *images;
+    const int32_t *labels;
+    int n, batch = 0, wrong = 0;
+
+    CHECK_OK(rn_loader_create(&data, &cfg, &loader));
+    CHECK_OK(rn_loader_start_epoch(loader, 0));
+    while (rn_loader_next(loader, &images, &labels, &n)) {
+        /* Give the thread time to fill every slot it is allowed to. */
+        usleep(20000);
+        for (int k = 0; k < n; k++) {
+            wrong += decode_index(images + k * SYNTH_NUMEL) != batch * 100 + k;
+            wrong += labels[k] != (batch * 100 + k) % 10;
+        }
+        batch++;
+    }
+    CHECK(batch == 10);
+    CHECK(wrong == 0);
+    rn_loader_destroy(loader);
+    rn_dataset_free(&data);
+}
+
+TEST(loader_eval_mode_is_deterministic_scaling)
+{
+    rn_dataset data = synthetic_dataset();
+    rn_loader_config cfg = {.batch_size = 100, .shuffle = 0, .train = 0,
+                            .augment = {.pad = 4, .flip = 1}};
+    rn_loader *loader;
+    const float *images;
+    const int32_t *labels;
+    int n, total = 0, mismatches = 0;
+
+    CHECK_OK(rn_loader_create(&data, &cfg, &loader));
+    CHECK_OK(rn_loader_start_epoch(loader, 0));
+    while (rn_loader_next(loader, &images, &labels, &n)) {
+        for (int k = 0; k < n; k++, total++)
+            for (int p = 0; p < SYNTH_NUMEL; p++)
+                mismatches += images[k * SYNTH_NUMEL + p] !=
+                              (float)data.images[total * SYNTH_NUMEL + p] / 255.0f;
+    }
+    CHECK(total == SYNTH_COUNT);
+    CHECK(mismatches == 0);
+    rn_loader_destroy(loader);
+    rn_dataset_free(&data);
+}
+
+TEST(loader_sample_shape_after_resize)
+{
+    rn_dataset data = synthetic_dataset();
+    rn_loader_config cfg = {.batch_size = 8, .augment = {.resize_h = 9, .resize_w = 6}};
+    rn_loader *loader;
+    const float *images;
+    const int32_t *labels;
+    int c, h, w, n;
+
+    CHECK_OK(rn_loader_create(&data, &cfg, &loader));
+    rn_loader_sample_shape(loader, &c, &h, &w);
+    CHECK(c == 1);
+    CHECK(h == 9);
+    CHECK(w == 6);
+    CHECK_OK(rn_loader_start_epoch(loader, 0));
+    CHECK(rn_loader_next(loader, &images, &labels, &n) == 1);
+    CHECK(n == 8);
+    /* Last element of the batch is readable and in range. */
+    CHECK(images[8 * 9 * 6 - 1] >= 0.0f);
+    CHECK(images[8 * 9 * 6 - 1] <= 1.0f);
+    rn_loader_destroy(loader);
+    rn_dataset_free(&data);
+}
+
+TEST(loader_rejects_invalid_config)
+{
+    rn_dataset data = synthetic_dataset();
+    rn_dataset empty = {0};
+    rn_loader *loader = (rn_loader *)&data;
+    rn_loader_config zero_batch = {.batch_size = 0};
+    rn_loader_config too_big = {.batch_size = 1001, .drop_last = 1};
+    rn_loader_config bad_pad = {.batch_size = 8, .augment = {.pad = -2}};
+    rn_loader_config big_no_drop = {.batch_size = 5000};
+
+    CHECK_FAILS(rn_loader_create(&data, &zero_batch, &loader), RN_ERR_INVALID, "batch size 0");
+    CHECK(loader == NULL);
+    CHECK_FAILS(rn_loader_create(&data, &too_big, &loader), RN_ERR_INVALID,
+                "batch size 1001 with drop_last leaves no batch from 1000 samples");
+    CHECK_FAILS(rn_loader_create(&data, &bad_pad, &loader), RN_ERR_INVALID, "pad -2");
+    CHECK_FAILS(rn_loader_create(&empty, &big_no_drop, &loader), RN_ERR_INVALID, "empty data set");
+
+    /* A batch larger than the data set is one partial batch. */
+    CHECK_OK(rn_loader_create(&data, &big_no_drop, &loader));
+    CHECK(rn_loader_batches_per_epoch(loader) == 1);
+    rn_loader_destroy(loader);
+    rn_loader_destroy(NULL);
+    rn_dataset_free(&data);
+}
+
+/* Scenario for the destroy test, run on its own thread so that a hang shows
+ * as a timeout instead of blocking the suite. */
+struct destroy_case {
+    const rn_dataset *data;
+    int scenario;
+    int failures;
+};
+
+static void *run_destroy_case(void *arg)
+{
+    struct destroy_case *c = arg;
+    rn_loader_config cfg = {
+        .batch_size = 16, .shuffle = 1, .train = 1,
+        .augment = {.pad = 4, .flip = 1, .resize_h = 64, .resize_w = 64}, .seed = 5,
+    };
+    rn_loader *loader;
+    const float *images;
+    const int32_t *labels;
+    int n;
+
+    if (rn_loader_create(c->data, &cfg, &loader) != RN_OK) {
+        c->failures++;
+        return NULL;
+    }
+    if (c->scenario >= 1 && rn_loader_start_epoch(loader, 0) != RN_OK)
+        c->failures++;
+    for (int b = 0; b < c->scenario - 1; b++)
+        if (rn_loader_next(loader, &images, &labels, &n) != 1)
+            c->failures++;
+    rn_loader_destroy(loader);
+    return NULL;
+}
+
+TEST(loader_destroy_mid_epoch_returns)
+{
+    rn_dataset data = synthetic_dataset();
+
+    /* Scenarios: never started, started with no batch taken, 1 to 3 batches
+     * taken (the thread is then filling or waiting for a free slot). */
+    for (int trial = 0; trial < 40; trial++) {
+        struct destroy_case c = {.data = &data, .scenario = trial % 5};
+        pthread_t thread;
+        struct timespec deadline;
+
+        RN_ASSERT(pthread_create(&thread, NULL, run_destroy_case, &c) == 0);
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += 5;
+        int err = pthread_timedjoin_np(thread, NULL, &deadline);
+        CHECK_MSG(err == 0, "scenario %d: loader did not shut down within 5 s", c.scenario);
+        if (err != 0) {
+            /* The hung thread uses data, so it must not be freed. */
+            return;
+        }
+        CHECK(c.failures == 0);
+    }
+    rn_dataset_free(&data);
+}
+
+TEST(loader_real_fashion_mnist_epoch)
+{
+    rn_dataset train;
+    rn_loader *loader;
+    const float *images;
+    const int32_t *labels;
+    int n;
+    int64_t histogram[10] = {0}, total = 0;
+
+    if (access(RN_FASHION_MNIST_DIR, F_OK) != 0) {
+        printf("    skipped: %s not installed\n", RN_FASHION_MNIST_DIR);
+        return;
+    }
+    CHECK_OK(rn_dataset_load_mnist(RN_FASHION_MNIST_DIR, 1, &train));
+    if (train.count == 0)
+        return;
+    rn_loader_config cfg = {
+        .batch_size = 256, .shuffle = 1, .train = 1,
+        .augment = {.pad = 2, .flip = 1, .normalize = 1, .mean = {0.2860f}, .std = {0.3530f}},
+        .seed = 42,
+    };
+    CHECK_OK(rn_loader_create(&train, &cfg, &loader));
+    CHECK(rn_loader_batches_per_epoch(loader) == 235);
+    CHECK_OK(rn_loader_start_epoch(loader, 0));
+    while (rn_loader_next(loader, &images, &labels, &n)) {
+        for (int k = 0; k < n; k++)
+            if (labels[k] >= 0 && labels[k] < 10)
+                histogram[labels[k]]++;
+        total += n;
+    }
+    CHECK(total == 60000);
+    for (int c = 0; c < 10; c++)
+        CHECK(histogram[c] == 6000);
+    rn_loader_destroy(loader);
+    rn_dataset_free(&train);
 }
