@@ -10,7 +10,11 @@
  *   4. training only: mirror left-right with probability 0.5, if flip is set;
  *   5. (x - mean[c]) / std[c], if normalize is set.
  * Padding happens before normalization, so the padded pixels become
- * -mean[c] / std[c], as they do in torchvision. */
+ * -mean[c] / std[c], as they do in torchvision.
+ *
+ * NOTE: step 2 samples bilinearly without an antialiasing filter, like
+ * PyTorch's interpolate with antialias=False. Downscaled images therefore
+ * differ from those of a torchvision Resize that antialiases. */
 #ifndef RN_DATA_AUGMENT_H
 #define RN_DATA_AUGMENT_H
 
