@@ -12,6 +12,15 @@ CFLAGS  += -Iinclude -Isrc
 ifeq ($(NATIVE),1)
 CFLAGS  += -march=native
 endif
+# OpenBLAS's OpenMP build (Debian's libopenblas-openmp-dev): the library
+# calls sgemm from its own OpenMP threads, and the pthread build serializes
+# concurrent calls on an internal lock (measured: 2 threads ran no faster
+# than 1). Linked by path with an rpath, so that the system's choice of
+# libopenblas.so.0 alternative does not matter.
+MULTIARCH    := $(shell $(CC) -print-multiarch)
+OPENBLAS_DIR ?= /usr/lib/$(MULTIARCH)/openblas-openmp
+CFLAGS  += -I/usr/include/$(MULTIARCH)/openblas-openmp
+LDFLAGS += -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR)
 LDLIBS  = -lopenblas -lz -lpthread -lm
 LDFLAGS += -fopenmp
 

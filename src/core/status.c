@@ -18,13 +18,16 @@ rn_status rn_error_prefix(rn_status status, const char *fmt, ...)
 {
     char prefix[512];
     char old[sizeof last_error];
+    int n;
     va_list ap;
 
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, last_error, sizeof old);
-    snprintf(last_error, sizeof last_error, "%s%s", prefix, old);
+    n = snprintf(last_error, sizeof last_error, "%s", prefix);
+    if (n >= 0 && (size_t)n < sizeof last_error)
+        snprintf(last_error + n, sizeof last_error - n, "%s", old);
     return status;
 }
 

@@ -20,8 +20,10 @@ int rn_threads_set(int threads)
 {
     if (threads <= 0)
         threads = omp_get_num_procs();
-    omp_set_num_threads(threads);
+    /* OpenBLAS's OpenMP build sets the OpenMP thread count too, so it goes
+     * first and ours overrides it. */
     openblas_set_num_threads(1);
+    omp_set_num_threads(threads);
     return threads;
 }
 

@@ -43,6 +43,21 @@ size_t rn_conv2d_scratch_numel(const rn_conv_shape *s, int threads)
     return thread_scratch_numel(s) * (size_t)threads;
 }
 
+/* Output columns [*x_begin, *x_end) read input columns inside the image for
+ * kernel column kj; the others read padding. */
+static void valid_columns(const rn_conv_shape *s, int kj, int *x_begin, int *x_end)
+{
+    int offset = kj - s->pw; /* ix = x * sw + offset */
+    int begin = offset >= 0 ? 0 : (-offset + s->sw - 1) / s->sw;
+    int end = (s->iw - offset + s->sw - 1) / s->sw; /* first x with ix >= iw */
+    if (end > s->ow)
+        end = s->ow;
+    if (begin > end)
+        begin = end;
+    *x_begin = begin;
+    *x_end = end;
+}
+
 /* col (ic*kh*kw, oh*ow) from one image (ic, ih, iw). */
 static void im2col(float *col, const float *src, const rn_conv_shape *s)
 {
@@ -52,6 +67,8 @@ static void im2col(float *col, const float *src, const rn_conv_shape *s)
         for (int ki = 0; ki < s->kh; ki++) {
             for (int kj = 0; kj < s->kw; kj++) {
                 float *row = col + ((size_t)(c * s->kh + ki) * s->kw + kj) * ohw;
+                int x_begin, x_end;
+                valid_columns(s, kj, &x_begin, &x_end);
                 for (int y = 0; y < s->oh; y++) {
                     int iy = y * s->sh - s->ph + ki;
                     float *out = row + y * s->ow;
@@ -59,11 +76,17 @@ static void im2col(float *col, const float *src, const rn_conv_shape *s)
                         memset(out, 0, sizeof(float) * s->ow);
                         continue;
                     }
-                    const float *in = plane + (size_t)iy * s->iw;
-                    for (int x = 0; x < s->ow; x++) {
-                        int ix = x * s->sw - s->pw + kj;
-                        out[x] = (ix >= 0 && ix < s->iw) ? in[ix] : 0.0f;
+                    const float *in = plane + (size_t)iy * s->iw + kj - s->pw;
+                    for (int x = 0; x < x_begin; x++)
+                        out[x] = 0.0f;
+                    if (s->sw == 1) {
+                        memcpy(out + x_begin, in + x_begin, sizeof(float) * (x_end - x_begin));
+                    } else {
+                        for (int x = x_begin; x < x_end; x++)
+                            out[x] = in[x * s->sw];
                     }
+                    for (int x = x_end; x < s->ow; x++)
+                        out[x] = 0.0f;
                 }
             }
         }
@@ -81,16 +104,20 @@ static void col2im_add(float *diff_src, const float *diff_col,
             for (int kj = 0; kj < s->kw; kj++) {
                 const float *row =
                     diff_col + ((size_t)(c * s->kh + ki) * s->kw + kj) * ohw;
+                int x_begin, x_end;
+                valid_columns(s, kj, &x_begin, &x_end);
                 for (int y = 0; y < s->oh; y++) {
                     int iy = y * s->sh - s->ph + ki;
                     if (iy < 0 || iy >= s->ih)
                         continue;
-                    float *out = plane + (size_t)iy * s->iw;
+                    float *out = plane + (size_t)iy * s->iw + kj - s->pw;
                     const float *in = row + y * s->ow;
-                    for (int x = 0; x < s->ow; x++) {
-                        int ix = x * s->sw - s->pw + kj;
-                        if (ix >= 0 && ix < s->iw)
-                            out[ix] += in[x];
+                    if (s->sw == 1) {
+                        for (int x = x_begin; x < x_end; x++)
+                            out[x] += in[x];
+                    } else {
+                        for (int x = x_begin; x < x_end; x++)
+                            out[x * s->sw] += in[x];
                     }
                 }
             }
