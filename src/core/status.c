@@ -21,6 +21,8 @@ rn_status rn_error_prefix(rn_status status, const char *fmt, ...)
     int n;
     va_list ap;
 
+    if (status == RN_OK)
+        return status;
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);

@@ -12,8 +12,8 @@
 rn_status rn_error(rn_status status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Prefix the current message with more context ("loading x.safetensors: ").
- * Returns status unchanged. */
+/* Prefix the current message with more context ("loading x.safetensors: ")
+ * when status is a failure. Returns status unchanged. */
 rn_status rn_error_prefix(rn_status status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

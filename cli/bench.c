@@ -1,0 +1,177 @@
+/* resnet bench */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "cli.h"
+#include "core/rng.h"
+#include "core/status.h"
+#include "kernels/gemm.h"
+#include "layers/layers.h"
+#include "model/model.h"
+#include "train/sgd.h"
+
+static const char BENCH_HELP[] =
+    "usage: resnet bench --model NAME [-b N] [--input CxHxW] [OPTIONS]\n"
+    "\n"
+    "Time training steps (forward, cross-entropy, backward, SGD with momentum) on\n"
+    "random data, and print images/s, the time per step, achieved GFLOP/s (counting\n"
+    "a step as 3 times the forward multiply-accumulates, 2 FLOPs each) and the\n"
+    "process's peak resident memory.\n"
+    "\n"
+    "  --model NAME       model to time (default resnet20)\n"
+    "  -b, --batch-size N images per step (default 128)\n"
+    "  --input CxHxW      input shape (default 3x32x32)\n"
+    "  --classes N        number of classes (default 10)\n"
+    "  --shortcut A|B|C   shortcut option of the CIFAR networks (default A)\n"
+    "  --steps N          timed steps (default 20)\n"
+    "  --warmup N         untimed steps first (default 3)\n"
+    "  --threads N        OpenMP threads (0: all cores)\n"
+    "  --format text|json one line of JSON for scripts\n";
+
+static double now_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+static int takes_value(const char *name)
+{
+    return strcmp(name, "help") != 0;
+}
+
+static int parse_positive(const char *text, int min, int *out)
+{
+    char *end;
+    long v = strtol(text, &end, 10);
+    if (end == text || *end || v < min || v > 1000000)
+        return 0;
+    *out = (int)v;
+    return 1;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    static const char *const shorts[] = {"b", "batch-size", "h", "help", NULL};
+    rn_args args = {argc, argv, 0, "bench"};
+    rn_model_config cfg = {.arch = "resnet20", .in_c = 3, .in_h = 32, .in_w = 32,
+                           .classes = 10, .shortcut = RN_SHORTCUT_A};
+    int mb = 128, steps = 20, warmup = 3, threads = 0, json = 0;
+    const char *name, *value;
+    int r;
+
+    while ((r = rn_args_next(&args, shorts, takes_value, &name, &value)) > 0) {
+        if (!strcmp(name, "help")) {
+            fputs(BENCH_HELP, stdout);
+            return RN_EXIT_OK;
+        } else if (!strcmp(name, "model")) {
+            if (strlen(value) >= sizeof cfg.arch)
+                return rn_usage_error("bench", "model name too long: '%s'", value);
+            strcpy(cfg.arch, value);
+        } else if (!strcmp(name, "batch-size")) {
+            if (!parse_positive(value, 1, &mb))
+                return rn_usage_error("bench", "invalid batch size '%s': expected an integer "
+                                      "of at least 1", value);
+        } else if (!strcmp(name, "input")) {
+            if (!rn_parse_shape(value, &cfg.in_c, &cfg.in_h, &cfg.in_w))
+                return rn_usage_error("bench", "invalid --input '%s': expected CxHxW", value);
+        } else if (!strcmp(name, "classes")) {
+            if (!parse_positive(value, 2, &cfg.classes))
+                return rn_usage_error("bench", "invalid --classes '%s'", value);
+        } else if (!strcmp(name, "shortcut")) {
+            if (rn_shortcut_parse(value, &cfg.shortcut) != RN_OK)
+                return rn_usage_error("bench", "%s", rn_last_error());
+        } else if (!strcmp(name, "steps")) {
+            if (!parse_positive(value, 1, &steps))
+                return rn_usage_error("bench", "invalid --steps '%s'", value);
+        } else if (!strcmp(name, "warmup")) {
+            if (!parse_positive(value, 0, &warmup))
+                return rn_usage_error("bench", "invalid --warmup '%s'", value);
+        } else if (!strcmp(name, "threads")) {
+            if (!parse_positive(value, 0, &threads))
+                return rn_usage_error("bench", "invalid --threads '%s'", value);
+        } else if (!strcmp(name, "format")) {
+            if (strcmp(value, "text") && strcmp(value, "json"))
+                return rn_usage_error("bench", "invalid --format '%s': expected text or json",
+                                      value);
+            json = !strcmp(value, "json");
+        } else {
+            return rn_usage_error("bench", "unknown option '--%s'", name);
+        }
+    }
+    if (r < 0)
+        return RN_EXIT_USAGE;
+
+    threads = rn_threads_set(threads);
+    rn_model *m;
+    rn_plan *plan;
+    rn_status status = rn_model_create(&cfg, &m);
+    if (status != RN_OK)
+        return rn_report_failure("bench", status);
+    status = rn_plan_create(m, mb, &plan);
+    if (status != RN_OK)
+        return rn_report_failure("bench", status);
+
+    rn_sgd sgd;
+    rn_sgd_config sgd_cfg = {.momentum = 0.9f, .weight_decay = 5e-4f};
+    size_t numel = (size_t)mb * cfg.in_c * cfg.in_h * cfg.in_w;
+    float *images = rn_alloc_aligned(numel * sizeof(float));
+    float *diff_logits = rn_alloc_aligned((size_t)mb * cfg.classes * sizeof(float));
+    int32_t *labels = calloc(mb, sizeof(int32_t));
+    if (!rn_sgd_init(&sgd, &sgd_cfg, m->param_numel) || !images || !diff_logits || !labels) {
+        fprintf(stderr, "resnet bench: error: out of memory\n");
+        return RN_EXIT_FAILURE;
+    }
+    rn_rng rng;
+    rn_rng_seed(&rng, 1);
+    for (size_t i = 0; i < numel; i++)
+        images[i] = (float)rn_rng_normal(&rng);
+    for (int i = 0; i < mb; i++)
+        labels[i] = (int32_t)rn_rng_below(&rng, (uint32_t)cfg.classes);
+
+    double start = 0.0;
+    for (int s = 0; s < warmup + steps; s++) {
+        if (s == warmup)
+            start = now_seconds();
+        const float *logits = rn_model_forward(m, plan, images, mb, 1);
+        rn_cross_entropy(diff_logits, NULL, logits, labels, mb, cfg.classes, 0.0f);
+        rn_model_zero_grad(m);
+        rn_model_backward(m, plan, diff_logits);
+        rn_sgd_step(&sgd, m->param_data, m->grad_data, 0.01f);
+    }
+    double seconds = now_seconds() - start;
+
+    int64_t macs = 0;
+    for (int i = 0; i < m->node_count; i++)
+        macs += rn_node_macs(m, i);
+    struct rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
+    double images_per_sec = (double)steps * mb / seconds;
+    double step_ms = 1e3 * seconds / steps;
+    double gflops = 3.0 * 2.0 * (double)macs * images_per_sec / 1e9;
+    double peak_mib = usage.ru_maxrss / 1024.0;
+
+    if (json) {
+        printf("{\"model\": \"%s\", \"batch\": %d, \"input\": \"%dx%dx%d\", \"shortcut\": \"%s\", "
+               "\"threads\": %d, \"steps\": %d, \"images_per_sec\": %.1f, \"step_ms\": %.2f, "
+               "\"peak_rss_mib\": %.1f, \"gflops\": %.1f}\n",
+               cfg.arch, mb, cfg.in_c, cfg.in_h, cfg.in_w, rn_shortcut_name(m->config.shortcut),
+               threads, steps, images_per_sec, step_ms, peak_mib, gflops);
+    } else {
+        printf("%s, batch %d, input %dx%dx%d, %d threads, %d steps\n", cfg.arch, mb, cfg.in_c,
+               cfg.in_h, cfg.in_w, threads, steps);
+        printf("training: %.1f images/s, %.2f ms per step, %.1f GFLOP/s\n", images_per_sec,
+               step_ms, gflops);
+        printf("peak resident memory: %.1f MiB\n", peak_mib);
+    }
+    rn_sgd_free(&sgd);
+    rn_free_aligned(images);
+    rn_free_aligned(diff_logits);
+    free(labels);
+    rn_plan_destroy(plan);
+    rn_model_destroy(m);
+    return RN_EXIT_OK;
+}

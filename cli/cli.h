@@ -1,0 +1,50 @@
+/* Shared pieces of the `resnet` command's subcommands. */
+#ifndef RN_CLI_H
+#define RN_CLI_H
+
+#include <stdio.h>
+
+#include "resnet.h"
+
+/* Exit statuses of the command. */
+enum {
+    RN_EXIT_OK = 0,
+    RN_EXIT_FAILURE = 1,     /* a runtime failure: I/O, bad file, NaN loss */
+    RN_EXIT_USAGE = 2,       /* an invalid flag or value */
+    RN_EXIT_INTERRUPTED = 130, /* stopped by Ctrl-C after saving a checkpoint */
+};
+
+/* Iterates over "--name value", "--name=value", "-b value" arguments. */
+typedef struct rn_args {
+    int argc;
+    char **argv;
+    int index;
+    const char *command; /* "train", for messages */
+} rn_args;
+
+/* Fetch the next flag into *name (without dashes; short flags are mapped
+ * through `shorts`, pairs like "b", "batch-size") and, if `takes_value`
+ * says the flag has one, its value into *value. Returns 0 at the end,
+ * 1 for a flag, -1 after printing a usage error. */
+typedef int (*rn_takes_value_fn)(const char *name);
+int rn_args_next(rn_args *args, const char *const *shorts, rn_takes_value_fn takes_value,
+                 const char **name, const char **value);
+
+/* Print "resnet CMD: message" and the hint to run --help; returns
+ * RN_EXIT_USAGE. */
+int rn_usage_error(const char *command, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Print "resnet CMD: error: <rn_last_error()>"; returns the exit status
+ * for the status (usage errors from the library are RN_ERR_INVALID). */
+int rn_report_failure(const char *command, rn_status status);
+
+/* Parse "CxHxW". Returns 0 on malformed text or a non-positive size. */
+int rn_parse_shape(const char *text, int *c, int *h, int *w);
+
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+#endif

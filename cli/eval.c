@@ -1,0 +1,207 @@
+/* resnet eval */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "core/status.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "io/json.h"
+#include "io/safetensors.h"
+#include "io/weights.h"
+#include "kernels/gemm.h"
+#include "model/model.h"
+#include "train/evaluate.h"
+
+static const char EVAL_HELP[] =
+    "usage: resnet eval --weights FILE [OPTIONS]\n"
+    "\n"
+    "Evaluate a weights file (best.safetensors or last.safetensors of a run) on\n"
+    "the test set: top-1 accuracy, per-class accuracy and the confusion matrix.\n"
+    "The architecture and preprocessing come from the file's metadata.\n"
+    "\n"
+    "  --weights FILE      safetensors file written by resnet train\n"
+    "  --data DIR          directory with t10k-images-idx3-ubyte[.gz] and labels\n"
+    "                      (default /usr/share/datasets/fashion-mnist)\n"
+    "  -b, --batch-size N  images per batch (default 500); results do not depend on it\n"
+    "  --test-limit N      evaluate the first N test images only (0: all)\n"
+    "  --threads N         OpenMP threads (0: all cores)\n";
+
+static int takes_value(const char *name)
+{
+    return strcmp(name, "help") != 0;
+}
+
+/* The preprocessing recorded by resnet train; absent keys mean none. */
+static rn_status read_preprocessing(const rn_safetensors *file, rn_augment *aug)
+{
+    const char *normalize = rn_safetensors_metadata(file, "normalize");
+    const char *resize = rn_safetensors_metadata(file, "resize");
+
+    memset(aug, 0, sizeof *aug);
+    if (normalize && strcmp(normalize, "none") != 0) {
+        float *v = aug->mean;
+        if (sscanf(normalize, "%f,%f,%f,%f,%f,%f", &v[0], &v[1], &v[2], &aug->std[0],
+                   &aug->std[1], &aug->std[2]) != 6)
+            return rn_error(RN_ERR_FORMAT, "%s: metadata 'normalize' is '%s', expected six "
+                            "comma-separated numbers or none", file->path, normalize);
+        aug->normalize = 1;
+    }
+    if (resize && strcmp(resize, "none") != 0 &&
+        sscanf(resize, "%dx%d", &aug->resize_h, &aug->resize_w) != 2)
+        return rn_error(RN_ERR_FORMAT, "%s: metadata 'resize' is '%s', expected HxW or none",
+                        file->path, resize);
+    return RN_OK;
+}
+
+/* Class names from the "class_names" metadata (a JSON array of strings),
+ * else Fashion-MNIST's when there are 10 classes, else numbers. */
+static void class_names(const rn_safetensors *file, int classes, char names[][32])
+{
+    const char *text = rn_safetensors_metadata(file, "class_names");
+    rn_json *json = NULL;
+    for (int k = 0; k < classes; k++) {
+        if (classes == 10)
+            snprintf(names[k], 32, "%s", rn_fashion_mnist_classes()[k]);
+        else
+            snprintf(names[k], 32, "class %d", k);
+    }
+    if (text && rn_json_parse(text, strlen(text), &json) == RN_OK &&
+        json->type == RN_JSON_ARRAY && (int)json->item_count == classes) {
+        for (int k = 0; k < classes; k++)
+            if (json->items[k]->type == RN_JSON_STRING)
+                snprintf(names[k], 32, "%s", json->items[k]->string);
+    }
+    rn_json_free(json);
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    static const char *const shorts[] = {"b", "batch-size", "h", "help", NULL};
+    rn_args args = {argc, argv, 0, "eval"};
+    const char *name, *value, *weights = NULL, *data_dir = RN_FASHION_MNIST_DIR;
+    int r, mb = 500, threads = 0;
+    long long limit = 0;
+
+    while ((r = rn_args_next(&args, shorts, takes_value, &name, &value)) > 0) {
+        char *end;
+        if (!strcmp(name, "help")) {
+            fputs(EVAL_HELP, stdout);
+            return RN_EXIT_OK;
+        } else if (!strcmp(name, "weights")) {
+            weights = value;
+        } else if (!strcmp(name, "data")) {
+            data_dir = value;
+        } else if (!strcmp(name, "batch-size")) {
+            mb = (int)strtol(value, &end, 10);
+            if (end == value || *end || mb < 1 || mb > 65536)
+                return rn_usage_error("eval", "invalid batch size '%s': expected 1 to 65536", value);
+        } else if (!strcmp(name, "test-limit")) {
+            limit = strtoll(value, &end, 10);
+            if (end == value || *end || limit < 0)
+                return rn_usage_error("eval", "invalid --test-limit '%s'", value);
+        } else if (!strcmp(name, "threads")) {
+            threads = (int)strtol(value, &end, 10);
+            if (end == value || *end || threads < 0 || threads > 4096)
+                return rn_usage_error("eval", "invalid --threads '%s'", value);
+        } else {
+            return rn_usage_error("eval", "unknown option '--%s'", name);
+        }
+    }
+    if (r < 0)
+        return RN_EXIT_USAGE;
+    if (!weights)
+        return rn_usage_error("eval", "--weights FILE is required");
+
+    rn_threads_set(threads);
+    rn_safetensors file = {0};
+    rn_dataset test = {0}, view = {0};
+    rn_model *model = NULL;
+    rn_plan *plan = NULL;
+    rn_loader *loader = NULL;
+    rn_model_config mc;
+    rn_augment aug;
+    int64_t *confusion = NULL;
+    int exit_code = RN_EXIT_FAILURE;
+
+    rn_status status = rn_safetensors_read(weights, &file);
+    if (status == RN_OK)
+        status = rn_weights_read_config(&file, &mc);
+    if (status == RN_OK)
+        status = read_preprocessing(&file, &aug);
+    if (status == RN_OK)
+        status = rn_model_create(&mc, &model);
+    if (status == RN_OK)
+        status = rn_weights_apply(model, NULL, &file);
+    if (status == RN_OK)
+        status = rn_dataset_load_mnist(data_dir, 0, &test);
+    if (status == RN_OK)
+        status = rn_dataset_slice(&test, 0, limit > 0 && limit < test.count ? limit : test.count,
+                                  &view);
+    if (status == RN_OK) {
+        int h, w;
+        rn_augment_output_size(&aug, view.height, view.width, &h, &w);
+        if (view.channels != mc.in_c || h != mc.in_h || w != mc.in_w)
+            status = rn_error(RN_ERR_FORMAT, "%s expects %dx%dx%d inputs, but the data in %s "
+                              "gives %dx%dx%d after preprocessing", weights, mc.in_c, mc.in_h,
+                              mc.in_w, data_dir, view.channels, h, w);
+        else if (view.num_classes != mc.classes)
+            status = rn_error(RN_ERR_FORMAT, "%s has %d classes, the data set %d", weights,
+                              mc.classes, view.num_classes);
+    }
+    if (status == RN_OK) {
+        rn_loader_config lc = {.batch_size = mb, .augment = aug};
+        status = rn_loader_create(&view, &lc, &loader);
+    }
+    if (status == RN_OK)
+        status = rn_plan_create(model, mb, &plan);
+    if (status == RN_OK && !(confusion = calloc((size_t)mc.classes * mc.classes, sizeof(int64_t))))
+        status = rn_error(RN_ERR_NOMEM, "out of memory");
+    rn_eval_result result;
+    if (status == RN_OK)
+        status = rn_evaluate(model, plan, loader, 0, &result, confusion);
+    if (status != RN_OK) {
+        exit_code = rn_report_failure("eval", status == RN_ERR_INVALID ? RN_ERR_FORMAT : status);
+        goto done;
+    }
+
+    char (*names)[32] = calloc(mc.classes, 32);
+    class_names(&file, mc.classes, names);
+    printf("%s: %s, %lld test images from %s\n", weights, mc.arch, (long long)result.count,
+           data_dir);
+    printf("top-1 accuracy: %.2f%% (%lld of %lld), loss %.4f\n",
+           100.0 * result.correct / result.count, (long long)result.correct,
+           (long long)result.count, result.loss);
+    printf("\nper-class accuracy:\n");
+    for (int k = 0; k < mc.classes; k++) {
+        int64_t total = 0;
+        for (int j = 0; j < mc.classes; j++)
+            total += confusion[(size_t)k * mc.classes + j];
+        printf("  %-12s %6.2f%%  (%lld of %lld)\n", names[k],
+               total ? 100.0 * confusion[(size_t)k * mc.classes + k] / total : 0.0,
+               (long long)confusion[(size_t)k * mc.classes + k], (long long)total);
+    }
+    printf("\nconfusion matrix (rows: true class, columns: predicted class):\n%-12s", "");
+    for (int j = 0; j < mc.classes; j++)
+        printf(" %5d", j);
+    printf("\n");
+    for (int k = 0; k < mc.classes; k++) {
+        printf("%d %-10.10s", k, names[k]);
+        for (int j = 0; j < mc.classes; j++)
+            printf(" %5lld", (long long)confusion[(size_t)k * mc.classes + j]);
+        printf("\n");
+    }
+    free(names);
+    exit_code = RN_EXIT_OK;
+
+done:
+    free(confusion);
+    rn_loader_destroy(loader);
+    rn_plan_destroy(plan);
+    rn_model_destroy(model);
+    rn_dataset_free(&view);
+    rn_dataset_free(&test);
+    rn_safetensors_free(&file);
+    return exit_code;
+}

@@ -1,0 +1,320 @@
+/* resnet train */
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "kernels/gemm.h"
+#include "train/trainer.h"
+
+static const char TRAIN_HELP[] =
+    "usage: resnet train [OPTIONS]\n"
+    "\n"
+    "Train a residual network on Fashion-MNIST (IDX files, gzip-compressed or raw),\n"
+    "evaluate it on the test set after every epoch, and write a run directory with\n"
+    "args, metrics.csv, last.safetensors (checkpoint) and best.safetensors (weights).\n"
+    "\n"
+    "recipes:\n"
+    "  --recipe NAME          default: resnet20, 6 epochs, batch 128, SGD lr 0.1 with\n"
+    "                         Nesterov momentum 0.9, wd 5e-4, cosine schedule with\n"
+    "                         0.5 warm-up epochs, pad-2 crop and flip, normalization\n"
+    "                         d2l: the book's setup: d2l-resnet18, resize 96, batch 256,\n"
+    "                         lr 0.05, 10 epochs, plain SGD, Xavier, no normalization\n"
+    "                         Options after the recipe override it.\n"
+    "model:\n"
+    "  --model NAME           resnet20|32|44|56|110, plain20|32|44|56|110, d2l-resnet18\n"
+    "                         (any 6n+2 depth works for resnetN and plainN)\n"
+    "  --shortcut A|B|C       CIFAR networks: A zero-padding identity (default),\n"
+    "                         B projection where the shape changes, C projections everywhere\n"
+    "  --init kaiming|xavier  Kaiming normal (fan_out) or Xavier uniform conv/linear weights\n"
+    "  --zero-init-residual   start the last BN scale of every residual block at 0\n"
+    "data:\n"
+    "  --data DIR             directory with train-images-idx3-ubyte[.gz] etc.\n"
+    "                         (default /usr/share/datasets/fashion-mnist)\n"
+    "  --pad N                zero padding in pixels before the random crop (0: off)\n"
+    "  --flip, --no-flip      random horizontal flip\n"
+    "  --resize SIZE|HxW|none bilinear resize before augmentation\n"
+    "  --normalize MEAN,STD|none   subtract mean and divide by std (default 0.2860,0.3530)\n"
+    "  --train-limit N        train on the first N images only (0: all)\n"
+    "  --test-limit N         evaluate on the first N test images only (0: all)\n"
+    "optimization:\n"
+    "  -b, --batch-size N     images per step\n"
+    "  --eval-batch-size N    images per evaluation batch (default 500)\n"
+    "  --epochs N             number of epochs\n"
+    "  --lr LR                peak learning rate\n"
+    "  --momentum M           SGD momentum (0: none)\n"
+    "  --wd WD                weight decay (L2 penalty on every parameter)\n"
+    "  --nesterov, --no-nesterov   Nesterov momentum\n"
+    "  --lr-scheduler NAME    constant|step|multistep|cosine\n"
+    "  --lr-step-size N       step: epochs between decays\n"
+    "  --lr-milestones LIST   multistep: epochs of the decays, such as 30,60,80\n"
+    "  --lr-gamma G           step and multistep: decay factor (default 0.1)\n"
+    "  --lr-warmup-epochs E   linear warm-up length in epochs (fractions allowed)\n"
+    "  --lr-warmup-decay F    warm-up starts at F times the learning rate (default 0.01)\n"
+    "  --label-smoothing S    label smoothing of the cross-entropy target (0: off)\n"
+    "run:\n"
+    "  --seed N               seed of initialization, shuffling and augmentation\n"
+    "  --threads N            OpenMP threads (0: all cores, the default)\n"
+    "  --output-dir DIR       run directory (default runs/MODEL-YYYYMMDD-HHMMSS)\n"
+    "  --resume FILE          continue the run saved in FILE (a last.safetensors);\n"
+    "                         only --epochs, --threads, --data, --output-dir and\n"
+    "                         --eval-batch-size may change\n"
+    "\n"
+    "Ctrl-C finishes the current step, writes last.safetensors and exits with\n"
+    "status 130; resume with --resume RUN/last.safetensors. Exit status 2 means an\n"
+    "invalid option, 1 a runtime failure.\n";
+
+static const char *const TRAIN_SHORTS[] = {"b", "batch-size", "h", "help", NULL};
+
+static int is_switch(const char *name)
+{
+    static const char *switches[] = {
+        "help", "nesterov", "no-nesterov", "zero-init-residual", "no-zero-init-residual",
+        "flip", "no-flip", NULL,
+    };
+    for (int k = 0; switches[k]; k++)
+        if (!strcmp(name, switches[k]))
+            return 1;
+    return 0;
+}
+
+static int train_takes_value(const char *name)
+{
+    return !is_switch(name);
+}
+
+/* ------------------------------------------------------------- progress */
+
+typedef struct progress_state {
+    int tty;
+    double last_print;
+    int64_t print_every; /* batches between plain lines when not a terminal */
+} progress_state;
+
+static double wall_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+static void format_duration(char *buf, size_t size, double seconds)
+{
+    long s = (long)(seconds + 0.5);
+    if (s >= 3600)
+        snprintf(buf, size, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+    else
+        snprintf(buf, size, "%ld:%02ld", s / 60, s % 60);
+}
+
+static void on_start(void *ctx, const rn_train_info *info)
+{
+    printf("resnet train: resolved configuration\n");
+    const char *line = info->config_text;
+    while (*line) {
+        const char *end = strchr(line, '\n');
+        int len = end ? (int)(end - line) : (int)strlen(line);
+        printf("  %.*s\n", len, line);
+        line += len + (end ? 1 : 0);
+    }
+    printf("data: %lld training and %lld test images, input %dx%dx%d\n",
+           (long long)info->train_count, (long long)info->test_count, info->in_c,
+           info->in_h, info->in_w);
+    printf("model: %s, %lld parameters, %d threads\n", info->config->model,
+           (long long)info->parameters, rn_threads_get());
+    if (info->resumed_from)
+        printf("resuming %s at epoch %d, batch %lld\n", info->resumed_from,
+               info->start_epoch + 1, (long long)info->start_batch);
+    fflush(stdout);
+    (void)ctx;
+}
+
+static void on_batch(void *ctx, const rn_batch_progress *p)
+{
+    progress_state *s = ctx;
+    char eta[32];
+    int last = p->batch == p->batches;
+
+    if (s->tty) {
+        double now = wall_seconds();
+        if (!last && now - s->last_print < 0.2)
+            return;
+        s->last_print = now;
+        format_duration(eta, sizeof eta, p->eta_seconds);
+        printf("\r\033[Kepoch %d/%d  batch %lld/%lld  loss %.4f  acc %.2f%%  %.0f img/s  "
+               "ETA %s", p->epoch + 1, p->epochs, (long long)p->batch, (long long)p->batches,
+               p->loss, 100.0 * p->accuracy, p->images_per_sec, eta);
+        if (last)
+            printf("\r\033[K");
+        fflush(stdout);
+        return;
+    }
+    if (p->batch % s->print_every != 0 && p->batch != 1)
+        return;
+    format_duration(eta, sizeof eta, p->eta_seconds);
+    printf("epoch %d/%d batch %lld/%lld loss %.4f acc %.2f%% lr %.4g %.0f img/s ETA %s\n",
+           p->epoch + 1, p->epochs, (long long)p->batch, (long long)p->batches, p->loss,
+           100.0 * p->accuracy, p->lr, p->images_per_sec, eta);
+    fflush(stdout);
+}
+
+static void on_epoch(void *ctx, const rn_epoch_metrics *m)
+{
+    (void)ctx;
+    printf("epoch %d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %.1f s "
+           "(%.0f img/s) + eval %.1f s%s\n",
+           m->epoch + 1, m->train_loss, 100.0 * m->train_accuracy, m->test_loss,
+           100.0 * m->test_accuracy, m->train_seconds, m->images_per_sec, m->eval_seconds,
+           m->is_best ? "  [best]" : "");
+    fflush(stdout);
+}
+
+/* --------------------------------------------------------------- Ctrl-C */
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_sigint(int sig)
+{
+    static const char msg[] = "\nresnet train: stopping after this step and writing a "
+                              "checkpoint (Ctrl-C again to quit at once)\n";
+    (void)sig;
+    stop_requested = 1;
+    if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) {
+        /* Nothing useful to do inside a signal handler. */
+    }
+    signal(SIGINT, SIG_DFL);
+}
+
+/* ---------------------------------------------------------------- main */
+
+static int apply_flag(rn_train_config *config, const char *name, const char *value,
+                      int resuming)
+{
+    char key[128];
+    const char *text = value;
+
+    if (is_switch(name)) {
+        int negated = !strncmp(name, "no-", 3);
+        snprintf(key, sizeof key, "%s", negated ? name + 3 : name);
+        text = negated ? "false" : "true";
+    } else {
+        snprintf(key, sizeof key, "%s", name);
+    }
+    if (!strcmp(key, "weight-decay"))
+        snprintf(key, sizeof key, "wd");
+    if (resuming && !rn_train_config_resumable_override(key))
+        return rn_usage_error("train", "--%s cannot change when resuming: the run continues "
+                              "with the settings stored in its checkpoint", key);
+    if (rn_train_config_set(config, key, text) != RN_OK)
+        return rn_usage_error("train", "%s", rn_last_error());
+    return RN_OK;
+}
+
+static void default_output_dir(rn_train_config *config, const char *resume)
+{
+    if (config->output_dir[0])
+        return;
+    if (resume) {
+        char copy[512];
+        snprintf(copy, sizeof copy, "%s", resume);
+        snprintf(config->output_dir, sizeof config->output_dir, "%s", dirname(copy));
+        return;
+    }
+    time_t now = time(NULL);
+    struct tm tm;
+    char stamp[32];
+    localtime_r(&now, &tm);
+    strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+    snprintf(config->output_dir, sizeof config->output_dir, "runs/%s-%s", config->model, stamp);
+}
+
+int cmd_train(int argc, char **argv)
+{
+    rn_train_config config;
+    rn_args args = {argc, argv, 0, "train"};
+    const char *name, *value, *resume = NULL, *recipe = "default";
+    int r;
+
+    /* First pass: the recipe and the checkpoint set the starting point. */
+    while ((r = rn_args_next(&args, TRAIN_SHORTS, train_takes_value, &name, &value)) > 0) {
+        if (!strcmp(name, "help")) {
+            fputs(TRAIN_HELP, stdout);
+            return RN_EXIT_OK;
+        }
+        if (!strcmp(name, "recipe"))
+            recipe = value;
+        else if (!strcmp(name, "resume"))
+            resume = value;
+    }
+    if (r < 0)
+        return RN_EXIT_USAGE;
+
+    if (!strcmp(recipe, "default"))
+        rn_train_config_default(&config);
+    else if (!strcmp(recipe, "d2l"))
+        rn_train_config_d2l(&config);
+    else
+        return rn_usage_error("train", "unknown recipe '%s': expected default or d2l", recipe);
+
+    if (resume) {
+        char *stored;
+        rn_status status = rn_checkpoint_read_args(resume, &stored);
+        if (status != RN_OK)
+            return rn_report_failure("train", status == RN_ERR_INVALID ? RN_ERR_FORMAT : status);
+        rn_train_config_default(&config);
+        status = rn_train_config_parse(&config, stored);
+        free(stored);
+        if (status != RN_OK) {
+            fprintf(stderr, "resnet train: error: %s: %s\n", resume, rn_last_error());
+            return RN_EXIT_FAILURE;
+        }
+    }
+
+    /* Second pass: explicit options override. */
+    args.index = 0;
+    while ((r = rn_args_next(&args, TRAIN_SHORTS, train_takes_value, &name, &value)) > 0) {
+        if (!strcmp(name, "recipe") || !strcmp(name, "resume"))
+            continue;
+        if (resume && !strcmp(name, "recipe"))
+            continue;
+        if (apply_flag(&config, name, value, resume != NULL) != RN_OK)
+            return RN_EXIT_USAGE;
+    }
+    if (rn_train_config_validate(&config) != RN_OK)
+        return rn_usage_error("train", "%s", rn_last_error());
+    default_output_dir(&config, resume);
+
+    progress_state progress = {.tty = isatty(STDOUT_FILENO), .print_every = 1};
+    rn_train_events events = {&progress, on_start, on_batch, on_epoch};
+    rn_train_result result;
+    int64_t approx_batches = 60000 / config.batch_size;
+    if (config.train_limit > 0 && config.train_limit < 60000)
+        approx_batches = config.train_limit / config.batch_size;
+    progress.print_every = approx_batches / 10 > 0 ? approx_batches / 10 : 1;
+
+    signal(SIGINT, on_sigint);
+    rn_status status = rn_train_run(&config, resume, &events, &stop_requested, &result);
+    signal(SIGINT, SIG_DFL);
+    if (progress.tty)
+        printf("\r\033[K");
+
+    if (status == RN_ERR_INTERRUPTED) {
+        fprintf(stderr, "resnet train: %s\nresume with: resnet train --resume %s/last.safetensors\n",
+                rn_last_error(), config.output_dir);
+        return RN_EXIT_INTERRUPTED;
+    }
+    if (status != RN_OK)
+        return rn_report_failure("train", status == RN_ERR_INVALID ? RN_ERR_FORMAT : status);
+
+    /* The summary line of the book's train_ch6. */
+    printf("loss %.3f, train acc %.3f, test acc %.3f\n", result.train_loss,
+           result.train_accuracy, result.test_accuracy);
+    printf("%.1f examples/sec on cpu (%d threads)\n", result.examples_per_sec, rn_threads_get());
+    printf("best test acc %.4f; run directory %s\n", result.best_test_accuracy,
+           config.output_dir);
+    return RN_EXIT_OK;
+}

@@ -1,0 +1,64 @@
+/* The resolved configuration of a training run.
+ *
+ * Every setting has a key (the command-line flag without its dashes, such
+ * as "lr" or "batch-size"), and one parser serves the command line, the
+ * `args` file of a run directory and the copy stored in a checkpoint, so a
+ * resumed run rebuilds exactly the configuration it was started with. */
+#ifndef RN_TRAIN_CONFIG_H
+#define RN_TRAIN_CONFIG_H
+
+#include <stdint.h>
+
+#include "data/augment.h"
+#include "model/model.h"
+#include "train/schedule.h"
+#include "train/sgd.h"
+
+typedef struct rn_train_config {
+    char model[32];
+    rn_shortcut shortcut;
+    char data_dir[512];
+    int batch_size;
+    int eval_batch_size;
+    int epochs;
+    rn_schedule schedule; /* lr, warm-up and decay; epochs mirrors `epochs` */
+    rn_sgd_config sgd;
+    float label_smoothing;
+    rn_init init;
+    int zero_init_residual;
+    uint64_t seed;
+    int threads; /* 0: all cores */
+    rn_augment augment;
+    int64_t train_limit; /* use only the first N training images; 0: all */
+    int64_t test_limit;
+    char output_dir[512];
+} rn_train_config;
+
+/* The default recipe: resnet20 on Fashion-MNIST, tuned for a 2-core CPU. */
+void rn_train_config_default(rn_train_config *config);
+
+/* The setup of Dive into Deep Learning's ResNet chapter: d2l-resnet18,
+ * resize to 96x96, batch 256, lr 0.05, 10 epochs, plain SGD, Xavier
+ * initialization, no normalization and no augmentation. */
+void rn_train_config_d2l(rn_train_config *config);
+
+/* Set one key from its text value; RN_ERR_INVALID names the key, the value
+ * and what is accepted. */
+rn_status rn_train_config_set(rn_train_config *config, const char *key, const char *value);
+
+/* Check the combination of settings (after all keys are set). */
+rn_status rn_train_config_validate(const rn_train_config *config);
+
+/* Write all settings as "key=value" lines into buf; returns the length
+ * needed, as snprintf does. */
+int rn_train_config_format(const rn_train_config *config, char *buf, int size);
+
+/* Apply "key=value" lines, as written by rn_train_config_format. */
+rn_status rn_train_config_parse(rn_train_config *config, const char *text);
+
+/* Whether a key may differ when resuming a checkpoint (epochs, threads,
+ * data, output-dir, eval-batch-size); all other keys come from the
+ * checkpoint. */
+int rn_train_config_resumable_override(const char *key);
+
+#endif
