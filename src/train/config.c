@@ -30,8 +30,11 @@ void rn_train_config_default(rn_train_config *c)
     c->label_smoothing = 0.0f;
     c->init = RN_INIT_KAIMING;
     c->seed = 0;
-    c->augment = (rn_augment){.pad = 2, .flip = 1, .normalize = 1,
-                              .mean = {FASHION_MNIST_MEAN}, .std = {FASHION_MNIST_STD}};
+    c->augment = (rn_augment){
+        .pad = 2, .flip = 1, .normalize = 1,
+        .mean = {FASHION_MNIST_MEAN, FASHION_MNIST_MEAN, FASHION_MNIST_MEAN},
+        .std = {FASHION_MNIST_STD, FASHION_MNIST_STD, FASHION_MNIST_STD},
+    };
 }
 
 void rn_train_config_d2l(rn_train_config *c)
@@ -267,6 +270,29 @@ static const char *bool_text(int v)
     return v ? "true" : "false";
 }
 
+/* The shortest decimal text that reads back as the same double. */
+static const char *double_text(char *buf, size_t size, double v)
+{
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(buf, size, "%.*g", digits, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    return buf;
+}
+
+/* The shortest decimal text that reads back as the same float, so that
+ * 0.9f prints as "0.9" rather than "0.899999976". */
+static const char *float_text(char *buf, size_t size, float v)
+{
+    for (int digits = 6; digits <= 9; digits++) {
+        snprintf(buf, size, "%.*g", digits, v);
+        if (strtof(buf, NULL) == v)
+            break;
+    }
+    return buf;
+}
+
 int rn_train_config_format(const rn_train_config *c, char *buf, int size)
 {
     char milestones[200] = "";
@@ -277,28 +303,46 @@ int rn_train_config_format(const rn_train_config *c, char *buf, int size)
     for (int k = 0; k < c->schedule.milestone_count; k++)
         used += snprintf(milestones + used, sizeof milestones - used, "%s%d", k ? "," : "",
                          c->schedule.milestones[k]);
-    if (c->augment.normalize)
-        snprintf(normalize, sizeof normalize, "%.9g,%.9g,%.9g,%.9g,%.9g,%.9g",
-                 c->augment.mean[0], c->augment.mean[1], c->augment.mean[2],
-                 c->augment.std[0], c->augment.std[1], c->augment.std[2]);
+    if (c->augment.normalize) {
+        const float *mean = c->augment.mean, *std = c->augment.std;
+        char t[6][24];
+        int same = mean[0] == mean[1] && mean[1] == mean[2] && std[0] == std[1] &&
+                   std[1] == std[2];
+        for (int k = 0; k < 3; k++) {
+            float_text(t[k], sizeof t[k], mean[k]);
+            float_text(t[3 + k], sizeof t[3 + k], std[k]);
+        }
+        if (same)
+            snprintf(normalize, sizeof normalize, "%s,%s", t[0], t[3]);
+        else
+            snprintf(normalize, sizeof normalize, "%s,%s,%s,%s,%s,%s", t[0], t[1], t[2], t[3],
+                     t[4], t[5]);
+    }
+    char momentum[24], wd[24], smoothing[24];
+    float_text(momentum, sizeof momentum, c->sgd.momentum);
+    float_text(wd, sizeof wd, c->sgd.weight_decay);
+    float_text(smoothing, sizeof smoothing, c->label_smoothing);
+    char lr[32], gamma[32], warmup[32], warmup_decay[32];
+    double_text(lr, sizeof lr, c->schedule.lr);
+    double_text(gamma, sizeof gamma, c->schedule.gamma);
+    double_text(warmup, sizeof warmup, c->schedule.warmup_epochs);
+    double_text(warmup_decay, sizeof warmup_decay, c->schedule.warmup_start_factor);
     if (c->augment.resize_h)
         snprintf(resize, sizeof resize, "%dx%d", c->augment.resize_h, c->augment.resize_w);
 
     return snprintf(buf, size,
                     "model=%s\nshortcut=%s\ndata=%s\nbatch-size=%d\neval-batch-size=%d\n"
-                    "epochs=%d\nlr=%.9g\nmomentum=%.9g\nwd=%.9g\nnesterov=%s\n"
-                    "lr-scheduler=%s\nlr-step-size=%d\nlr-gamma=%.9g\n%s%s%s"
-                    "lr-warmup-epochs=%.9g\nlr-warmup-decay=%.9g\nlabel-smoothing=%.9g\n"
+                    "epochs=%d\nlr=%s\nmomentum=%s\nwd=%s\nnesterov=%s\n"
+                    "lr-scheduler=%s\nlr-step-size=%d\nlr-gamma=%s\n%s%s%s"
+                    "lr-warmup-epochs=%s\nlr-warmup-decay=%s\nlabel-smoothing=%s\n"
                     "init=%s\nzero-init-residual=%s\nseed=%llu\nthreads=%d\npad=%d\n"
                     "flip=%s\nresize=%s\nnormalize=%s\ntrain-limit=%lld\ntest-limit=%lld\n"
                     "output-dir=%s\n",
                     c->model, rn_shortcut_name(c->shortcut), c->data_dir, c->batch_size,
-                    c->eval_batch_size, c->epochs, c->schedule.lr, c->sgd.momentum,
-                    c->sgd.weight_decay, bool_text(c->sgd.nesterov),
-                    rn_schedule_kind_name(c->schedule.kind), c->schedule.step_size,
-                    c->schedule.gamma, milestones[0] ? "lr-milestones=" : "", milestones,
-                    milestones[0] ? "\n" : "", c->schedule.warmup_epochs,
-                    c->schedule.warmup_start_factor, c->label_smoothing,
+                    c->eval_batch_size, c->epochs, lr, momentum, wd,
+                    bool_text(c->sgd.nesterov),
+                    rn_schedule_kind_name(c->schedule.kind), c->schedule.step_size, gamma, milestones[0] ? "lr-milestones=" : "", milestones,
+                    milestones[0] ? "\n" : "", warmup, warmup_decay, smoothing,
                     c->init == RN_INIT_XAVIER ? "xavier" : "kaiming",
                     bool_text(c->zero_init_residual), (unsigned long long)c->seed, c->threads,
                     c->augment.pad, bool_text(c->augment.flip), resize, normalize,
