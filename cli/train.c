@@ -308,7 +308,7 @@ int cmd_train(int argc, char **argv)
         return RN_EXIT_INTERRUPTED;
     }
     if (status != RN_OK)
-        return rn_report_failure("train", status == RN_ERR_INVALID ? RN_ERR_FORMAT : status);
+        return rn_report_failure("train", status);
 
     /* The summary line of the book's train_ch6. */
     printf("loss %.3f, train acc %.3f, test acc %.3f\n", result.train_loss,
