@@ -32,7 +32,7 @@ DEFAULT_CASES = ",".join([
     "d2l-resnet18:256:1x96x96",
     "resnet20:128:1x28x28:A",  # Fashion-MNIST's image shape
 ])
-CLASSES = 10  # `resnet bench` trains a 10-class model
+CLASSES = 10  # passed to `resnet bench --classes` too
 
 
 # --------------------------------------------------------------------- cases
@@ -104,7 +104,7 @@ def torch_worker(case, steps, warmup, threads):
     torch.set_num_threads(threads)
     model = torch_models.build(case.model, case.c, CLASSES, case.shortcut or "A")
     model.train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     loss_fn = torch.nn.CrossEntropyLoss()
     images = torch.randn(case.batch, case.c, case.h, case.w)
     labels = torch.randint(0, CLASSES, (case.batch,))
@@ -200,6 +200,8 @@ def check_report(report, case, threads):
     what `case` and `threads` request, or None if all present fields match."""
     expected = {"model": case.model, "batch": case.batch, "input": case.input,
                 "threads": threads}
+    if case.shortcut:
+        expected["shortcut"] = case.shortcut
     for key, value in expected.items():
         if key in report and report[key] != value:
             return f"its JSON reports {key} {report[key]!r}, expected {value!r}"
@@ -238,8 +240,8 @@ def torch_command(case, args):
 def resnet_command(case, args):
     command = [args.resnet, "bench", "--model", case.model, "-b", str(case.batch),
                "--input", case.input, "--steps", str(args.steps),
-               "--warmup", str(args.warmup), "--threads", str(args.threads),
-               "--format", "json"]
+               "--classes", str(CLASSES), "--warmup", str(args.warmup),
+               "--threads", str(args.threads), "--format", "json"]
     if case.shortcut:
         command += ["--shortcut", case.shortcut]
     return command
@@ -297,6 +299,24 @@ def best_run(runs):
     return max(ok, key=lambda run: run.images_per_sec) if ok else None
 
 
+# Runs of one engine whose slowest is below this fraction of its fastest are
+# flagged as noisy below the table.
+SPREAD_WARNING = 0.8
+
+
+def print_spread_notes(spreads):
+    """Print a note for each case and engine whose runs disagree widely."""
+    notes = []
+    for case, engine, runs in spreads:
+        speeds = [run.images_per_sec for run in runs if run is not None]
+        if len(speeds) > 1 and min(speeds) < SPREAD_WARNING * max(speeds):
+            notes.append(f"note: {case.label}: {engine} runs ranged from {min(speeds):.1f} "
+                         f"to {max(speeds):.1f} img/s. Another process may have competed "
+                         "for the cores: rerun on an idle machine or with more --rounds.")
+    if notes:
+        print("\n" + "\n".join(notes))
+
+
 # --------------------------------------------------------------------- main
 
 def parse_args(argv):
@@ -352,12 +372,13 @@ def main(argv):
     print(f"each run: {args.warmup} warm-up + {args.steps} timed training steps (SGD, "
           f"momentum 0.9, weight decay 5e-4) on random data; best of {args.rounds} "
           "alternating rounds; peak MiB = max resident set of the run's process")
+    print("load average at start: " + ", ".join(f"{load:.2f}" for load in os.getloadavg()))
     if not os.access(args.resnet, os.X_OK):
         print(f"warning: {args.resnet} is not an executable file; build it with `make` "
               "or pass --resnet PATH", file=sys.stderr)
     print(flush=True)
 
-    rows = []
+    rows, spreads = [], []
     for case in args.case_list:
         torch_runs, resnet_runs = [], []
         for round_index in range(args.rounds):
@@ -377,8 +398,10 @@ def main(argv):
                           f"{run.images_per_sec:.1f} img/s, {run.peak_rss_mib:.0f} MiB",
                           file=sys.stderr, flush=True)
         rows.append((case, best_run(torch_runs), best_run(resnet_runs)))
+        spreads += [(case, "PyTorch", torch_runs), (case, "resnet.c", resnet_runs)]
 
     print(format_table(rows, args.markdown))
+    print_spread_notes(spreads)
     import_mib = [run.import_rss_mib for _, run, _ in rows if run and run.import_rss_mib]
     if import_mib:
         low, high = min(import_mib), max(import_mib)

@@ -22,10 +22,10 @@ typedef struct rn_args {
     const char *command; /* "train", for messages */
 } rn_args;
 
-/* Fetch the next flag into *name (without dashes; short flags are mapped
- * through `shorts`, pairs like "b", "batch-size") and, if `takes_value`
- * says the flag has one, its value into *value. Returns 0 at the end,
- * 1 for a flag, -1 after printing a usage error. */
+/* Fetch the next flag into *name, without its dashes. Short flags are
+ * mapped through `shorts`, pairs such as "b", "batch-size". When
+ * takes_value(name) returns nonzero, the flag's value goes into *value.
+ * Returns 0 at the end, 1 for a flag, -1 after printing a usage error. */
 typedef int (*rn_takes_value_fn)(const char *name);
 int rn_args_next(rn_args *args, const char *const *shorts, rn_takes_value_fn takes_value,
                  const char **name, const char **value);

@@ -39,9 +39,9 @@ rn_status rn_weights_save(const rn_model *model, const rn_sgd *sgd,
 rn_status rn_weights_read_config(const rn_safetensors *file, rn_model_config *config);
 
 /* Copy a file's tensors into the model. Every parameter and buffer must be
- * present with its exact shape and dtype, and the file may hold no other
- * tensor except `optimizer.` keys; any mismatch is RN_ERR_FORMAT naming the
- * key and both shapes. When sgd is not NULL the momentum buffers are loaded
+ * present with its exact shape and dtype. The file may contain no other
+ * tensor except `optimizer.` keys. Any mismatch is RN_ERR_FORMAT naming the
+ * key and both shapes. When sgd is not NULL, the momentum buffers are loaded
  * too and must all be present. */
 rn_status rn_weights_apply(rn_model *model, rn_sgd *sgd, const rn_safetensors *file);
 

@@ -1,9 +1,9 @@
 /* The resolved configuration of a training run.
  *
- * Every setting has a key (the command-line flag without its dashes, such
- * as "lr" or "batch-size"), and one parser serves the command line, the
- * `args` file of a run directory and the copy stored in a checkpoint, so a
- * resumed run rebuilds exactly the configuration it was started with. */
+ * Every setting has a key: the command-line flag without its dashes, such
+ * as "lr" or "batch-size". One parser serves the command line, the `args`
+ * file of a run directory and the copy stored in a checkpoint. So a resumed
+ * run rebuilds exactly the configuration it was started with. */
 #ifndef RN_TRAIN_CONFIG_H
 #define RN_TRAIN_CONFIG_H
 

@@ -23,7 +23,7 @@
 #include "train/evaluate.h"
 #include "train/sgd.h"
 
-/* Where a run stands; saved in checkpoints so that a resumed run continues
+/* Position of a run, saved in checkpoints so that a resumed run continues
  * exactly where this one stopped. */
 typedef struct train_position {
     int epoch;                /* current epoch, 0-based */
