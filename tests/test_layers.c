@@ -64,7 +64,8 @@ static void check_conv(rn_conv_shape s, int with_bias)
     rn_conv2d_forward(dst, src, w, c.bias ? b : NULL, &c.s, scratch);
     conv_objective(&c);
     gc_check_forward("conv2d", dst, c.dst, n_dst);
-    rn_conv2d_backward(d_src, d_w, c.bias ? d_b : NULL, up, src, w, &c.s, scratch);
+    rn_conv2d_backward(d_src, d_w, c.bias ? d_b : NULL, up, src, w, &c.s, scratch,
+                       RN_GRAD_ACCUMULATE);
 
     gc_input inputs[] = {
         {"src", c.src, d_src, n_src},
@@ -160,11 +161,12 @@ static void check_bn(rn_bn_shape s, int eval)
     gc_to_float(rv, c.running_var, s.c);
 
     if (eval) {
-        rn_bn_forward_eval(dst, src, gamma, beta, rm, rv, &s);
+        rn_bn_forward_eval(dst, src, gamma, beta, rm, rv, &s, RN_ACTIVATION_NONE);
         rn_bn_backward_eval(d_src, d_gamma, d_beta, up, src, gamma, rm, rv, &s);
     } else {
-        rn_bn_forward_train(dst, mean, invstd, rm, rv, src, gamma, beta, &s);
-        rn_bn_backward_train(d_src, d_gamma, d_beta, up, src, mean, invstd, gamma, &s);
+        rn_bn_forward_train(dst, mean, invstd, rm, rv, src, gamma, beta, &s, RN_ACTIVATION_NONE);
+        rn_bn_backward_train(d_src, d_gamma, d_beta, up, NULL, src, mean, invstd, gamma, &s,
+                             RN_GRAD_ACCUMULATE);
     }
     bn_objective(&c);
     gc_check_forward(eval ? "batchnorm eval" : "batchnorm train", dst, c.dst, n);
@@ -291,7 +293,7 @@ TEST(relu_forward_backward)
     gc_to_float(src, u.src, 200);
     gc_to_float(up, u.upstream, 200);
     rn_relu_forward(dst, src, 200);
-    rn_relu_backward(d_src, up, dst, 200);
+    rn_relu_backward(d_src, up, dst, 200, RN_GRAD_ACCUMULATE);
     unary_objective(&u);
     gc_check_forward("relu", dst, u.dst, 200);
     gc_input in = {"src", u.src, d_src, 200};
@@ -494,4 +496,63 @@ TEST(cross_entropy_stable_for_large_logits)
     CHECK_CLOSE(loss, 1.0 + log1p(exp(-1.0)), 1e-6, 1e-6);
     for (int k = 0; k < 4; k++)
         CHECK(isfinite(grad[k]));
+}
+
+/* BN with a fused ReLU against the reference BN followed by ReLU, and the
+ * overwrite mode against accumulation into a zeroed buffer. */
+struct bn_relu_case {
+    rn_bn_shape s;
+    double *src, *gamma, *beta, *upstream, *dst;
+};
+
+static double bn_relu_objective(void *ctx)
+{
+    struct bn_relu_case *c = ctx;
+    size_t n = (size_t)c->s.mb * c->s.c * c->s.h * c->s.w;
+    ref_bn_train(c->dst, NULL, NULL, c->src, c->gamma, c->beta, &c->s);
+    for (size_t i = 0; i < n; i++)
+        c->dst[i] = c->dst[i] > 0 ? c->dst[i] : 0;
+    return dot(c->dst, c->upstream, n);
+}
+
+TEST(batchnorm_fused_relu)
+{
+    struct bn_relu_case c = {.s = {.mb = 4, .c = 3, .h = 5, .w = 7}};
+    size_t n = (size_t)4 * 3 * 5 * 7;
+    c.src = malloc(n * 8), c.upstream = malloc(n * 8), c.dst = malloc(n * 8);
+    c.gamma = malloc(3 * 8), c.beta = malloc(3 * 8);
+    gc_fill(c.src, n, -2, 3, 81);
+    gc_fill(c.upstream, n, -1, 1, 82);
+    gc_fill(c.gamma, 3, 0.5, 1.5, 83);
+    gc_fill(c.beta, 3, -0.3, 0.3, 84);
+
+    float *src = malloc(n * 4), *up = malloc(n * 4), *dst = malloc(n * 4);
+    float *d_src = malloc(n * 4), *d_acc = calloc(n, 4);
+    float gamma[3], beta[3], mean[3], invstd[3], d_gamma[3] = {0}, d_beta[3] = {0};
+    float d_gamma2[3] = {0}, d_beta2[3] = {0};
+    gc_to_float(src, c.src, n);
+    gc_to_float(up, c.upstream, n);
+    gc_to_float(gamma, c.gamma, 3);
+    gc_to_float(beta, c.beta, 3);
+    for (size_t i = 0; i < n; i++)
+        d_src[i] = 12345.0f; /* overwritten, never read */
+
+    rn_bn_forward_train(dst, mean, invstd, NULL, NULL, src, gamma, beta, &c.s,
+                        RN_ACTIVATION_RELU);
+    rn_bn_backward_train(d_src, d_gamma, d_beta, up, dst, src, mean, invstd, gamma, &c.s,
+                         RN_GRAD_OVERWRITE);
+    rn_bn_backward_train(d_acc, d_gamma2, d_beta2, up, dst, src, mean, invstd, gamma, &c.s,
+                         RN_GRAD_ACCUMULATE);
+    bn_relu_objective(&c);
+    gc_check_forward("batchnorm+relu", dst, c.dst, n);
+    CHECK(memcmp(d_src, d_acc, n * 4) == 0);
+
+    /* With these seeds no BN output lies within the finite-difference step
+     * of the ReLU kink, so every element can be checked. */
+    gc_input inputs[] = {
+        {"src", c.src, d_src, n}, {"gamma", c.gamma, d_gamma, 3}, {"beta", c.beta, d_beta, 3}};
+    gc_check("batchnorm+relu", bn_relu_objective, &c, inputs, 3, 200);
+
+    free(c.src), free(c.upstream), free(c.dst), free(c.gamma), free(c.beta);
+    free(src), free(up), free(dst), free(d_src), free(d_acc);
 }

@@ -3,49 +3,136 @@
  * per-channel sums are taken in double to keep large batches accurate. */
 #include <math.h>
 
+#include "core/cpu.h"
 #include "layers/layers.h"
+
+/* Per-plane kernels, compiled for each vector width (core/cpu.h). */
+
+RN_CLONES static float plane_sum(const float *x, size_t n)
+{
+    float acc[RN_LANES] = {0};
+    size_t i = 0;
+    for (; i + RN_LANES <= n; i += RN_LANES)
+        for (int j = 0; j < RN_LANES; j++)
+            acc[j] += x[i + j];
+    float sum = 0.0f;
+    for (; i < n; i++)
+        sum += x[i];
+    for (int j = 0; j < RN_LANES; j++)
+        sum += acc[j];
+    return sum;
+}
+
+RN_CLONES static float plane_sum_sq_centered(const float *x, size_t n, float mean)
+{
+    float acc[RN_LANES] = {0};
+    size_t i = 0;
+    for (; i + RN_LANES <= n; i += RN_LANES)
+        for (int j = 0; j < RN_LANES; j++) {
+            float d = x[i + j] - mean;
+            acc[j] += d * d;
+        }
+    float sum = 0.0f;
+    for (; i < n; i++)
+        sum += (x[i] - mean) * (x[i] - mean);
+    for (int j = 0; j < RN_LANES; j++)
+        sum += acc[j];
+    return sum;
+}
+
+/* y = x * scale + shift, then max(0, y) when relu (NaN stays NaN). */
+RN_CLONES static void plane_affine(float *y, const float *x, size_t n, float scale,
+                                   float shift, int relu)
+{
+    if (relu) {
+        for (size_t i = 0; i < n; i++) {
+            float v = x[i] * scale + shift;
+            y[i] = v < 0.0f ? 0.0f : v;
+        }
+    } else {
+        for (size_t i = 0; i < n; i++)
+            y[i] = x[i] * scale + shift;
+    }
+}
+
+/* Sums of g and g * (x - mean), where g = dy, masked by relu_out > 0 when
+ * relu_out is not NULL. */
+RN_CLONES static void plane_grad_sums(const float *x, const float *dy, const float *relu_out,
+                                      size_t n, float mean, float *sum_g, float *sum_gx)
+{
+    float acc_g[RN_LANES] = {0}, acc_gx[RN_LANES] = {0};
+    size_t i = 0;
+    if (relu_out) {
+        for (; i + RN_LANES <= n; i += RN_LANES)
+            for (int j = 0; j < RN_LANES; j++) {
+                float g = relu_out[i + j] > 0.0f ? dy[i + j] : 0.0f;
+                acc_g[j] += g;
+                acc_gx[j] += g * (x[i + j] - mean);
+            }
+    } else {
+        for (; i + RN_LANES <= n; i += RN_LANES)
+            for (int j = 0; j < RN_LANES; j++) {
+                acc_g[j] += dy[i + j];
+                acc_gx[j] += dy[i + j] * (x[i + j] - mean);
+            }
+    }
+    float g_total = 0.0f, gx_total = 0.0f;
+    for (; i < n; i++) {
+        float g = !relu_out || relu_out[i] > 0.0f ? dy[i] : 0.0f;
+        g_total += g;
+        gx_total += g * (x[i] - mean);
+    }
+    for (int j = 0; j < RN_LANES; j++) {
+        g_total += acc_g[j];
+        gx_total += acc_gx[j];
+    }
+    *sum_g = g_total;
+    *sum_gx = gx_total;
+}
+
+/* dx (+)= k * (g - mean_g - (x - mean) * invstd * mean_gxhat) */
+RN_CLONES static void plane_grad_src(float *dx, const float *x, const float *dy,
+                                     const float *relu_out, size_t n, float mean,
+                                     float invstd, float k, float mean_g,
+                                     float mean_gxhat, int overwrite)
+{
+    for (size_t i = 0; i < n; i++) {
+        float g = !relu_out || relu_out[i] > 0.0f ? dy[i] : 0.0f;
+        float xhat = (x[i] - mean) * invstd;
+        float value = k * (g - mean_g - xhat * mean_gxhat);
+        dx[i] = overwrite ? value : dx[i] + value;
+    }
+}
 
 void rn_bn_forward_train(float *dst, float *save_mean, float *save_invstd,
                          float *running_mean, float *running_var,
                          const float *src, const float *gamma,
-                         const float *beta, const rn_bn_shape *s)
+                         const float *beta, const rn_bn_shape *s,
+                         rn_activation activation)
 {
     size_t hw = (size_t)s->h * s->w;
     size_t count = hw * s->mb;
+    int relu = activation == RN_ACTIVATION_RELU;
     size_t batch_stride = (size_t)s->c * hw;
 
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < s->c; c++) {
         double sum = 0.0, sum_sq = 0.0;
-        for (int n = 0; n < s->mb; n++) {
-            const float *x = src + n * batch_stride + c * hw;
-            float partial = 0.0f;
-            for (size_t i = 0; i < hw; i++)
-                partial += x[i];
-            sum += partial;
-        }
+        for (int n = 0; n < s->mb; n++)
+            sum += plane_sum(src + n * batch_stride + c * hw, hw);
         double mean = sum / count;
         /* Two passes: the variance from centred values, which stays
          * accurate when the mean is large relative to the spread. */
-        for (int n = 0; n < s->mb; n++) {
-            const float *x = src + n * batch_stride + c * hw;
-            float partial = 0.0f;
-            for (size_t i = 0; i < hw; i++) {
-                float d = x[i] - (float)mean;
-                partial += d * d;
-            }
-            sum_sq += partial;
-        }
+        for (int n = 0; n < s->mb; n++)
+            sum_sq += plane_sum_sq_centered(src + n * batch_stride + c * hw, hw, (float)mean);
         double var = sum_sq / count;
         float invstd = (float)(1.0 / sqrt(var + RN_BN_EPS));
         float scale = gamma[c] * invstd;
         float shift = beta[c] - (float)mean * scale;
 
         for (int n = 0; n < s->mb; n++) {
-            const float *x = src + n * batch_stride + c * hw;
-            float *y = dst + n * batch_stride + c * hw;
-            for (size_t i = 0; i < hw; i++)
-                y[i] = x[i] * scale + shift;
+            size_t base = n * batch_stride + c * hw;
+            plane_affine(dst + base, src + base, hw, scale, shift, relu);
         }
         save_mean[c] = (float)mean;
         save_invstd[c] = invstd;
@@ -61,10 +148,12 @@ void rn_bn_forward_train(float *dst, float *save_mean, float *save_invstd,
 
 void rn_bn_forward_eval(float *dst, const float *src, const float *gamma,
                         const float *beta, const float *running_mean,
-                        const float *running_var, const rn_bn_shape *s)
+                        const float *running_var, const rn_bn_shape *s,
+                        rn_activation activation)
 {
     size_t hw = (size_t)s->h * s->w;
     size_t batch_stride = (size_t)s->c * hw;
+    int relu = activation == RN_ACTIVATION_RELU;
 
 #pragma omp parallel for collapse(2) schedule(static)
     for (int n = 0; n < s->mb; n++) {
@@ -73,16 +162,19 @@ void rn_bn_forward_eval(float *dst, const float *src, const float *gamma,
             float shift = beta[c] - running_mean[c] * scale;
             const float *x = src + n * batch_stride + c * hw;
             float *y = dst + n * batch_stride + c * hw;
-            for (size_t i = 0; i < hw; i++)
-                y[i] = x[i] * scale + shift;
+            for (size_t i = 0; i < hw; i++) {
+                float v = x[i] * scale + shift;
+                y[i] = relu && !(v > 0.0f) ? 0.0f : v;
+            }
         }
     }
 }
 
 void rn_bn_backward_train(float *diff_src, float *diff_gamma, float *diff_beta,
-                          const float *diff_dst, const float *src,
-                          const float *save_mean, const float *save_invstd,
-                          const float *gamma, const rn_bn_shape *s)
+                          const float *diff_dst, const float *relu_dst,
+                          const float *src, const float *save_mean,
+                          const float *save_invstd, const float *gamma,
+                          const rn_bn_shape *s, rn_grad_mode mode)
 {
     size_t hw = (size_t)s->h * s->w;
     size_t count = hw * s->mb;
@@ -93,14 +185,13 @@ void rn_bn_backward_train(float *diff_src, float *diff_gamma, float *diff_beta,
         float mean = save_mean[c], invstd = save_invstd[c];
         double sum_dy = 0.0, sum_dy_xhat = 0.0;
 
+        /* With a fused ReLU, the gradient reaching BN is diff_dst where the
+         * ReLU output is positive and 0 elsewhere. */
         for (int n = 0; n < s->mb; n++) {
-            const float *x = src + n * batch_stride + c * hw;
-            const float *dy = diff_dst + n * batch_stride + c * hw;
-            float partial_dy = 0.0f, partial_dy_xhat = 0.0f;
-            for (size_t i = 0; i < hw; i++) {
-                partial_dy += dy[i];
-                partial_dy_xhat += dy[i] * (x[i] - mean);
-            }
+            size_t base = n * batch_stride + c * hw;
+            float partial_dy, partial_dy_xhat;
+            plane_grad_sums(src + base, diff_dst + base, relu_dst ? relu_dst + base : NULL, hw,
+                            mean, &partial_dy, &partial_dy_xhat);
             sum_dy += partial_dy;
             sum_dy_xhat += partial_dy_xhat;
         }
@@ -117,13 +208,10 @@ void rn_bn_backward_train(float *diff_src, float *diff_gamma, float *diff_beta,
         float mean_dy = (float)(sum_dy / count);
         float mean_dy_xhat = (float)(sum_dy_xhat / count);
         for (int n = 0; n < s->mb; n++) {
-            const float *x = src + n * batch_stride + c * hw;
-            const float *dy = diff_dst + n * batch_stride + c * hw;
-            float *dx = diff_src + n * batch_stride + c * hw;
-            for (size_t i = 0; i < hw; i++) {
-                float xhat = (x[i] - mean) * invstd;
-                dx[i] += k * (dy[i] - mean_dy - xhat * mean_dy_xhat);
-            }
+            size_t base = n * batch_stride + c * hw;
+            plane_grad_src(diff_src + base, src + base, diff_dst + base,
+                           relu_dst ? relu_dst + base : NULL, hw, mean, invstd, k, mean_dy,
+                           mean_dy_xhat, mode == RN_GRAD_OVERWRITE);
         }
     }
 }

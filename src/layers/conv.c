@@ -9,6 +9,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "core/cpu.h"
 #include "core/status.h"
 #include "kernels/gemm.h"
 #include "layers/layers.h"
@@ -59,7 +60,7 @@ static void valid_columns(const rn_conv_shape *s, int kj, int *x_begin, int *x_e
 }
 
 /* col (ic*kh*kw, oh*ow) from one image (ic, ih, iw). */
-static void im2col(float *col, const float *src, const rn_conv_shape *s)
+RN_CLONES static void im2col(float *col, const float *src, const rn_conv_shape *s)
 {
     int ohw = s->oh * s->ow;
     for (int c = 0; c < s->ic; c++) {
@@ -94,7 +95,7 @@ static void im2col(float *col, const float *src, const rn_conv_shape *s)
 }
 
 /* diff_src (ic, ih, iw) += the scatter of diff_col (ic*kh*kw, oh*ow). */
-static void col2im_add(float *diff_src, const float *diff_col,
+RN_CLONES static void col2im_add(float *diff_src, const float *diff_col,
                        const rn_conv_shape *s)
 {
     int ohw = s->oh * s->ow;
@@ -159,7 +160,7 @@ void rn_conv2d_forward(float *dst, const float *src, const float *weights,
 void rn_conv2d_backward(float *diff_src, float *diff_weights, float *diff_bias,
                         const float *diff_dst, const float *src,
                         const float *weights, const rn_conv_shape *s,
-                        float *scratch)
+                        float *scratch, rn_grad_mode mode)
 {
     int k = s->ic * s->kh * s->kw;
     int ohw = s->oh * s->ow;
@@ -198,13 +199,16 @@ void rn_conv2d_backward(float *diff_src, float *diff_weights, float *diff_bias,
             }
             if (diff_src) {
                 float *diff_src_n = diff_src + n * src_stride;
+                int overwrite = mode == RN_GRAD_OVERWRITE;
                 if (pointwise) {
                     rn_sgemm(1, 0, k, ohw, s->oc, 1.0f, weights, k, diff_dst_n,
-                             ohw, 1.0f, diff_src_n, ohw);
+                             ohw, overwrite ? 0.0f : 1.0f, diff_src_n, ohw);
                 } else {
                     /* diff_col (K, ohw) = weights^T (K, oc) diff_dst_n */
                     rn_sgemm(1, 0, k, ohw, s->oc, 1.0f, weights, k, diff_dst_n,
                              ohw, 0.0f, diff_col, ohw);
+                    if (overwrite)
+                        memset(diff_src_n, 0, sizeof(float) * src_stride);
                     col2im_add(diff_src_n, diff_col, s);
                 }
             }

@@ -14,6 +14,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Whether a backward pass adds to the gradient buffer or replaces it. The
+ * caller may replace when nothing has written the buffer yet in this pass,
+ * which saves zeroing it and reading it back. */
+typedef enum rn_grad_mode {
+    RN_GRAD_ACCUMULATE,
+    RN_GRAD_OVERWRITE,
+} rn_grad_mode;
+
+/* An activation fused into the layer before it. */
+typedef enum rn_activation {
+    RN_ACTIVATION_NONE,
+    RN_ACTIVATION_RELU,
+} rn_activation;
+
 /* ---------------------------------------------------------------- conv2d */
 
 typedef struct rn_conv_shape {
@@ -34,11 +48,12 @@ size_t rn_conv2d_scratch_numel(const rn_conv_shape *s, int threads);
 void rn_conv2d_forward(float *dst, const float *src, const float *weights,
                        const float *bias, const rn_conv_shape *s, float *scratch);
 
-/* Any of diff_src, diff_weights, diff_bias may be NULL to skip it. */
+/* Any of diff_src, diff_weights, diff_bias may be NULL to skip it.
+ * diff_src follows `mode`; parameter gradients always accumulate. */
 void rn_conv2d_backward(float *diff_src, float *diff_weights, float *diff_bias,
                         const float *diff_dst, const float *src,
                         const float *weights, const rn_conv_shape *s,
-                        float *scratch);
+                        float *scratch, rn_grad_mode mode);
 
 /* ------------------------------------------------------------- batchnorm */
 
@@ -53,22 +68,29 @@ typedef struct rn_bn_shape {
 /* Training mode: normalise with the batch mean and biased variance, save
  * mean and 1/sqrt(var + eps) per channel for backward, and update the
  * running statistics with momentum (running_var takes the unbiased
- * variance). running_mean/running_var may be NULL to skip the update. */
+ * variance). running_mean/running_var may be NULL to skip the update.
+ * With RN_ACTIVATION_RELU, dst is max(0, BN(src)). */
 void rn_bn_forward_train(float *dst, float *save_mean, float *save_invstd,
                          float *running_mean, float *running_var,
                          const float *src, const float *gamma,
-                         const float *beta, const rn_bn_shape *s);
+                         const float *beta, const rn_bn_shape *s,
+                         rn_activation activation);
 
 /* Evaluation mode: normalise with the running statistics. */
 void rn_bn_forward_eval(float *dst, const float *src, const float *gamma,
                         const float *beta, const float *running_mean,
-                        const float *running_var, const rn_bn_shape *s);
+                        const float *running_var, const rn_bn_shape *s,
+                        rn_activation activation);
 
-/* Backward of training mode, from the saved mean and invstd. */
+/* Backward of training mode, from the saved mean and invstd. When relu_dst
+ * is not NULL, the forward pass had a fused ReLU whose output was relu_dst,
+ * and diff_dst is the gradient of that output. diff_src follows `mode`;
+ * parameter gradients always accumulate. */
 void rn_bn_backward_train(float *diff_src, float *diff_gamma, float *diff_beta,
-                          const float *diff_dst, const float *src,
-                          const float *save_mean, const float *save_invstd,
-                          const float *gamma, const rn_bn_shape *s);
+                          const float *diff_dst, const float *relu_dst,
+                          const float *src, const float *save_mean,
+                          const float *save_invstd, const float *gamma,
+                          const rn_bn_shape *s, rn_grad_mode mode);
 
 /* Backward of evaluation mode (the statistics are constants). */
 void rn_bn_backward_eval(float *diff_src, float *diff_gamma, float *diff_beta,
@@ -79,9 +101,9 @@ void rn_bn_backward_eval(float *diff_src, float *diff_gamma, float *diff_beta,
 /* ------------------------------------------------------ elementwise ops */
 
 void rn_relu_forward(float *dst, const float *src, size_t numel);
-/* Uses the output: diff_src += diff_dst where dst > 0. */
+/* Uses the output: diff_src (+)= diff_dst where dst > 0. */
 void rn_relu_backward(float *diff_src, const float *diff_dst, const float *dst,
-                      size_t numel);
+                      size_t numel, rn_grad_mode mode);
 
 /* dst = a + b, the residual addition. */
 void rn_add_forward(float *dst, const float *a, const float *b, size_t numel);

@@ -14,6 +14,10 @@ struct rn_plan {
     float **grad_data;        /* per value: its gradient, NULL for the input */
     unsigned char *grad_ready;
     float **save_mean, **save_invstd; /* per node, BN only: (c) */
+    /* Per node: for a BN node, the index of the ReLU node fused into it
+     * (0 if none); for that ReLU node, 1 to skip it. */
+    int *fused_relu;
+    unsigned char *skip;
     int32_t **argmax;                 /* per node, max pooling only */
     float *scratch;
     float *logits_grad_copy;
@@ -55,8 +59,10 @@ static rn_pool_shape pool_shape(const rn_model *m, const rn_node *node, int mb)
 /* A ReLU may overwrite its input when nothing else reads that input: no
  * backward pass reads its own output except ReLU's, so the value before the
  * ReLU is never needed again. Returns, per value, the value whose memory it
- * uses (itself unless aliased). */
-static void plan_aliases(const rn_model *m, int *storage)
+ * uses (itself unless aliased). A ReLU that directly follows the BN whose
+ * output it overwrites is fused into that BN. */
+static void plan_aliases(const rn_model *m, int *storage, int *fused_relu,
+                         unsigned char *skip)
 {
     int *consumers = calloc(m->value_count, sizeof(int));
     RN_ASSERT(consumers);
@@ -69,8 +75,13 @@ static void plan_aliases(const rn_model *m, int *storage)
         storage[v] = v;
     for (int i = 0; i < m->node_count; i++) {
         const rn_node *node = &m->nodes[i];
-        if (node->kind == RN_NODE_RELU && node->src != 0 && consumers[node->src] == 1)
+        if (node->kind == RN_NODE_RELU && node->src != 0 && consumers[node->src] == 1) {
             storage[node->dst] = storage[node->src];
+            if (i > 0 && m->nodes[i - 1].kind == RN_NODE_BN && m->nodes[i - 1].dst == node->src) {
+                fused_relu[i - 1] = i;
+                skip[i] = 1;
+            }
+        }
     }
     free(consumers);
 }
@@ -129,6 +140,8 @@ void rn_plan_destroy(rn_plan *plan)
     free(plan->save_mean);
     free(plan->save_invstd);
     free(plan->argmax);
+    free(plan->fused_relu);
+    free(plan->skip);
     rn_free_aligned(plan->scratch);
     rn_free_aligned(plan->logits_grad_copy);
     rn_free_aligned(plan->activation_block);
@@ -170,12 +183,15 @@ rn_status rn_plan_create(const rn_model *m, int mb, rn_plan **out)
     plan->save_mean = calloc(nn, sizeof(float *));
     plan->save_invstd = calloc(nn, sizeof(float *));
     plan->argmax = calloc(nn, sizeof(int32_t *));
+    plan->fused_relu = calloc(nn, sizeof(int));
+    plan->skip = calloc(nn, 1);
     if (!plan->value_data || !plan->grad_data || !plan->grad_ready ||
-        !plan->save_mean || !plan->save_invstd || !plan->argmax)
+        !plan->save_mean || !plan->save_invstd || !plan->argmax ||
+        !plan->fused_relu || !plan->skip)
         goto nomem;
 
     /* Activations: one region per stored value. */
-    plan_aliases(m, storage);
+    plan_aliases(m, storage, plan->fused_relu, plan->skip);
     size_t activation_numel = 0;
     for (int v = 1; v < nv; v++) {
         if (storage[v] != v)
@@ -290,7 +306,10 @@ const float *rn_model_forward(rn_model *m, rn_plan *plan, const float *images,
         const float *src = plan->value_data[node->src];
         float *dst = (float *)plan->value_data[node->dst];
         rn_value in = m->values[node->src];
+        rn_activation activation = plan->fused_relu[i] ? RN_ACTIVATION_RELU : RN_ACTIVATION_NONE;
 
+        if (plan->skip[i])
+            continue;
         switch (node->kind) {
         case RN_NODE_CONV: {
             rn_conv_shape s = conv_shape(m, node, mb);
@@ -304,12 +323,13 @@ const float *rn_model_forward(rn_model *m, rn_plan *plan, const float *images,
                 rn_bn_forward_train(dst, plan->save_mean[i], plan->save_invstd[i],
                                     buffer(m, node->running_mean),
                                     buffer(m, node->running_var), src,
-                                    param(m, node->weights), param(m, node->bias), &s);
+                                    param(m, node->weights), param(m, node->bias), &s,
+                                    activation);
                 m->num_batches_tracked[node->bn_index]++;
             } else {
                 rn_bn_forward_eval(dst, src, param(m, node->weights),
                                    param(m, node->bias), buffer(m, node->running_mean),
-                                   buffer(m, node->running_var), &s);
+                                   buffer(m, node->running_var), &s, activation);
             }
             break;
         }
@@ -354,13 +374,30 @@ static float *value_grad(const rn_model *m, rn_plan *plan, int v)
     return plan->grad_data[v];
 }
 
+/* The gradient of value v for a layer that can overwrite it: on first use
+ * in this pass it is not zeroed, and *mode says to overwrite. */
+static float *value_grad_for(const rn_model *m, rn_plan *plan, int v, rn_grad_mode *mode)
+{
+    (void)m;
+    *mode = RN_GRAD_ACCUMULATE;
+    if (v == 0)
+        return NULL;
+    if (!plan->grad_ready[v]) {
+        plan->grad_ready[v] = 1;
+        *mode = RN_GRAD_OVERWRITE;
+    }
+    return plan->grad_data[v];
+}
+
 void rn_model_backward(rn_model *m, rn_plan *plan, const float *diff_logits)
 {
     int mb = plan->current_mb;
     int last = m->value_count - 1;
 
     memset(plan->grad_ready, 0, m->value_count);
-    memcpy(value_grad(m, plan, last), diff_logits, value_numel(m, last, mb) * sizeof(float));
+    rn_grad_mode mode;
+    memcpy(value_grad_for(m, plan, last, &mode), diff_logits,
+           value_numel(m, last, mb) * sizeof(float));
 
     for (int i = m->node_count - 1; i >= 0; i--) {
         const rn_node *node = &m->nodes[i];
@@ -369,26 +406,37 @@ void rn_model_backward(rn_model *m, rn_plan *plan, const float *diff_logits)
         const float *dy = plan->grad_data[node->dst];
         rn_value in = m->values[node->src];
 
-        RN_ASSERT(plan->grad_ready[node->dst]);
+        if (plan->skip[i])
+            continue;
+        RN_ASSERT(plan->grad_ready[node->dst] || plan->fused_relu[i]);
         switch (node->kind) {
         case RN_NODE_CONV: {
             rn_conv_shape s = conv_shape(m, node, mb);
-            rn_conv2d_backward(value_grad(m, plan, node->src), grad(m, node->weights),
-                               grad(m, node->bias), dy, src, param(m, node->weights),
-                               &s, plan->scratch);
+            float *dx = value_grad_for(m, plan, node->src, &mode);
+            rn_conv2d_backward(dx, grad(m, node->weights), grad(m, node->bias), dy, src,
+                               param(m, node->weights), &s, plan->scratch, mode);
             break;
         }
         case RN_NODE_BN: {
             rn_bn_shape s = {mb, in.c, in.h, in.w};
-            rn_bn_backward_train(value_grad(m, plan, node->src), grad(m, node->weights),
-                                 grad(m, node->bias), dy, src, plan->save_mean[i],
-                                 plan->save_invstd[i], param(m, node->weights), &s);
+            const float *relu_dst = NULL;
+            if (plan->fused_relu[i]) {
+                int relu_out = m->nodes[plan->fused_relu[i]].dst;
+                RN_ASSERT(plan->grad_ready[relu_out]);
+                dy = plan->grad_data[relu_out];
+                relu_dst = plan->value_data[relu_out];
+            }
+            float *dx = value_grad_for(m, plan, node->src, &mode);
+            rn_bn_backward_train(dx, grad(m, node->weights), grad(m, node->bias), dy,
+                                 relu_dst, src, plan->save_mean[i], plan->save_invstd[i],
+                                 param(m, node->weights), &s, mode);
             break;
         }
         case RN_NODE_RELU:
-            if (node->src != 0)
-                rn_relu_backward(value_grad(m, plan, node->src), dy, dst,
-                                 value_numel(m, node->src, mb));
+            if (node->src != 0) {
+                float *dx = value_grad_for(m, plan, node->src, &mode);
+                rn_relu_backward(dx, dy, dst, value_numel(m, node->src, mb), mode);
+            }
             break;
         case RN_NODE_MAXPOOL: {
             rn_pool_shape s = pool_shape(m, node, mb);
@@ -409,12 +457,14 @@ void rn_model_backward(rn_model *m, rn_plan *plan, const float *diff_logits)
             break;
         case RN_NODE_ADD: {
             size_t n = value_numel(m, node->dst, mb);
-            float *da = value_grad(m, plan, node->src);
-            float *db = value_grad(m, plan, node->src2);
-            if (da)
-                rn_accumulate(da, dy, n);
-            if (db)
-                rn_accumulate(db, dy, n);
+            int inputs[2] = {node->src, node->src2};
+            for (int k = 0; k < 2; k++) {
+                float *dx = value_grad_for(m, plan, inputs[k], &mode);
+                if (dx && mode == RN_GRAD_OVERWRITE)
+                    memcpy(dx, dy, n * sizeof(float));
+                else if (dx)
+                    rn_accumulate(dx, dy, n);
+            }
             break;
         }
         case RN_NODE_SHORTCUT_A: {

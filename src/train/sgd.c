@@ -1,5 +1,6 @@
 #include "train/sgd.h"
 
+#include "core/cpu.h"
 #include "core/status.h"
 
 int rn_sgd_init(rn_sgd *sgd, const rn_sgd_config *config, size_t numel)
@@ -22,7 +23,7 @@ void rn_sgd_free(rn_sgd *sgd)
     sgd->momentum_buffer = NULL;
 }
 
-void rn_sgd_step(rn_sgd *sgd, float *params, const float *grads, float lr)
+RN_CLONES void rn_sgd_step(rn_sgd *sgd, float *params, const float *grads, float lr)
 {
     const float momentum = sgd->config.momentum;
     const float wd = sgd->config.weight_decay;
