@@ -20,14 +20,14 @@ void rn_train_config_default(rn_train_config *c)
     snprintf(c->data_dir, sizeof c->data_dir, "%s", RN_FASHION_MNIST_DIR);
     c->batch_size = 128;
     c->eval_batch_size = 500;
-    c->epochs = 6;
+    c->epochs = 8;
     c->schedule = (rn_schedule){
-        .kind = RN_SCHEDULE_COSINE, .lr = 0.1, .epochs = 6,
+        .kind = RN_SCHEDULE_COSINE, .lr = 0.1, .epochs = 8,
         .warmup_epochs = 0.5, .warmup_start_factor = 0.01,
         .step_size = 30, .gamma = 0.1,
     };
     c->sgd = (rn_sgd_config){.momentum = 0.9f, .weight_decay = 5e-4f, .nesterov = 1};
-    c->label_smoothing = 0.0f;
+    c->label_smoothing = 0.1f;
     c->init = RN_INIT_KAIMING;
     c->seed = 0;
     c->augment = (rn_augment){
@@ -47,6 +47,7 @@ void rn_train_config_d2l(rn_train_config *c)
     c->schedule = (rn_schedule){.kind = RN_SCHEDULE_CONSTANT, .lr = 0.05, .epochs = 10,
                                 .warmup_start_factor = 0.01, .step_size = 30, .gamma = 0.1};
     c->sgd = (rn_sgd_config){0};
+    c->label_smoothing = 0.0f;
     c->init = RN_INIT_XAVIER;
     c->augment = (rn_augment){.resize_h = 96, .resize_w = 96};
 }
