@@ -318,3 +318,20 @@ TEST(config_round_trip_and_bad_values)
     b.schedule.lr = 0.0;
     CHECK(rn_train_config_validate(&b) == RN_ERR_INVALID);
 }
+
+TEST(config_d2l_recipe_is_the_book)
+{
+    rn_train_config c;
+    char text[4096];
+    rn_train_config_d2l(&c);
+    rn_train_config_format(&c, text, sizeof text);
+    const char *expected[] = {
+        "model=d2l-resnet18\n", "batch-size=256\n", "epochs=10\n", "lr=0.05\n",
+        "momentum=0\n", "wd=0\n", "nesterov=false\n", "lr-scheduler=constant\n",
+        "lr-warmup-epochs=0\n", "label-smoothing=0\n", "init=xavier\n", "pad=0\n",
+        "flip=false\n", "resize=96x96\n", "normalize=none\n",
+    };
+    for (size_t k = 0; k < sizeof expected / sizeof expected[0]; k++)
+        CHECK_MSG(strstr(text, expected[k]) != NULL, "d2l recipe lacks %s", expected[k]);
+    CHECK_OK(rn_train_config_validate(&c));
+}
