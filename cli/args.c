@@ -44,6 +44,10 @@ int rn_args_next(rn_args *args, const char *const *shorts, rn_takes_value_fn tak
         memcpy(buf, arg + 2, len);
         buf[len] = '\0';
         *name = buf;
+        if (takes_value(buf) == RN_ARGS_UNKNOWN) {
+            rn_usage_error(args->command, "unknown option '--%s'", buf);
+            return -1;
+        }
         if (eq) {
             if (!takes_value(buf)) {
                 rn_usage_error(args->command, "option '--%s' takes no value", buf);

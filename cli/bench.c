@@ -40,7 +40,13 @@ static double now_seconds(void)
 
 static int takes_value(const char *name)
 {
-    return strcmp(name, "help") != 0;
+    static const char *valued[] = {"model", "batch-size", "input", "classes", "shortcut", "steps", "warmup", "threads", "format", NULL};
+    if (!strcmp(name, "help"))
+        return 0;
+    for (int k = 0; valued[k]; k++)
+        if (!strcmp(name, valued[k]))
+            return 1;
+    return RN_ARGS_UNKNOWN;
 }
 
 static int parse_positive(const char *text, int min, int *out)

@@ -24,8 +24,10 @@ typedef struct rn_args {
 
 /* Fetch the next flag into *name, without its dashes. Short flags are
  * mapped through `shorts`, pairs such as "b", "batch-size". When
- * takes_value(name) returns nonzero, the flag's value goes into *value.
+ * takes_value(name) returns 1, the flag's value goes into *value; it returns
+ * 0 for a switch and RN_ARGS_UNKNOWN for an unknown name.
  * Returns 0 at the end, 1 for a flag, -1 after printing a usage error. */
+#define RN_ARGS_UNKNOWN (-1) /* returned by a takes_value function */
 typedef int (*rn_takes_value_fn)(const char *name);
 int rn_args_next(rn_args *args, const char *const *shorts, rn_takes_value_fn takes_value,
                  const char **name, const char **value);

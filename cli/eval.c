@@ -24,13 +24,19 @@ static const char EVAL_HELP[] =
     "  --weights FILE      safetensors file written by resnet train\n"
     "  --data DIR          directory with t10k-images-idx3-ubyte[.gz] and labels\n"
     "                      (default /usr/share/datasets/fashion-mnist)\n"
-    "  -b, --batch-size N  images per batch (default 500); results do not depend on it\n"
+    "  -b, --batch-size N  images per batch (default 256); results do not depend on it\n"
     "  --test-limit N      evaluate the first N test images only (0: all)\n"
     "  --threads N         OpenMP threads (0: all cores)\n";
 
 static int takes_value(const char *name)
 {
-    return strcmp(name, "help") != 0;
+    static const char *valued[] = {"weights", "data", "batch-size", "test-limit", "threads", NULL};
+    if (!strcmp(name, "help"))
+        return 0;
+    for (int k = 0; valued[k]; k++)
+        if (!strcmp(name, valued[k]))
+            return 1;
+    return RN_ARGS_UNKNOWN;
 }
 
 /* The preprocessing recorded by resnet train; absent keys mean none. */
@@ -81,7 +87,7 @@ int cmd_eval(int argc, char **argv)
     static const char *const shorts[] = {"b", "batch-size", "h", "help", NULL};
     rn_args args = {argc, argv, 0, "eval"};
     const char *name, *value, *weights = NULL, *data_dir = RN_FASHION_MNIST_DIR;
-    int r, mb = 500, threads = 0;
+    int r, mb = 256, threads = 0;
     long long limit = 0;
 
     while ((r = rn_args_next(&args, shorts, takes_value, &name, &value)) > 0) {

@@ -45,7 +45,13 @@ static void print_grouped(char *buf, size_t size, long long n)
 
 static int takes_value(const char *name)
 {
-    return strcmp(name, "help") != 0;
+    static const char *valued[] = {"model", "input", "classes", "shortcut", NULL};
+    if (!strcmp(name, "help"))
+        return 0;
+    for (int k = 0; valued[k]; k++)
+        if (!strcmp(name, valued[k]))
+            return 1;
+    return RN_ARGS_UNKNOWN;
 }
 
 int cmd_info(int argc, char **argv)

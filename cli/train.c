@@ -21,8 +21,8 @@ static const char TRAIN_HELP[] =
     "recipes:\n"
     "  --recipe NAME          default: resnet20, 8 epochs, batch 128, SGD lr 0.1 with\n"
     "                         Nesterov momentum 0.9, wd 5e-4, cosine schedule with\n"
-    "                         0.5 warm-up epochs, label smoothing 0.1, pad-2 crop and\n"
-    "                         flip, normalization by Fashion-MNIST's mean and std\n"
+    "                         0.5 warm-up epochs, label smoothing 0.1, random flip,\n"
+    "                         normalization by Fashion-MNIST's mean and std\n"
     "                         d2l: the book's setup: d2l-resnet18, resize 96, batch 256,\n"
     "                         lr 0.05, 10 epochs, plain SGD, Xavier, no normalization\n"
     "                         Options after the recipe override it.\n"
@@ -44,15 +44,17 @@ static const char TRAIN_HELP[] =
     "  --test-limit N         evaluate on the first N test images only (0: all)\n"
     "optimization:\n"
     "  -b, --batch-size N     images per step\n"
-    "  --eval-batch-size N    images per evaluation batch (default 500)\n"
+    "  --eval-batch-size N    images per evaluation batch (default 128)\n"
     "  --epochs N             number of epochs\n"
     "  --lr LR                peak learning rate\n"
     "  --momentum M           SGD momentum (0: none)\n"
     "  --wd WD                weight decay (L2 penalty on every parameter)\n"
     "  --nesterov, --no-nesterov   Nesterov momentum\n"
     "  --lr-scheduler NAME    constant|step|multistep|cosine\n"
-    "  --lr-step-size N       step: epochs between decays\n"
-    "  --lr-milestones LIST   multistep: epochs of the decays, such as 30,60,80\n"
+    "  --lr-step-size N       step: epochs between decays, counted from the end of\n"
+    "                         the warm-up\n"
+    "  --lr-milestones LIST   multistep: epochs of the decays counted from the start\n"
+    "                         of the run, such as 30,60,80\n"
     "  --lr-gamma G           step and multistep: decay factor (default 0.1)\n"
     "  --lr-warmup-epochs E   linear warm-up length in epochs (fractions allowed)\n"
     "  --lr-warmup-decay F    warm-up starts at F times the learning rate (default 0.01)\n"
@@ -65,9 +67,10 @@ static const char TRAIN_HELP[] =
     "                         only --epochs, --threads, --data, --output-dir and\n"
     "                         --eval-batch-size may change\n"
     "\n"
-    "Ctrl-C finishes the current step, writes last.safetensors and exits with\n"
-    "status 130; resume with --resume RUN/last.safetensors. Exit status 2 means an\n"
-    "invalid option, 1 a runtime failure.\n";
+    "Ctrl-C (or SIGTERM) finishes the current step, writes last.safetensors and\n"
+    "exits with status 130; resume with --resume RUN/last.safetensors, which\n"
+    "writes into RUN unless --output-dir is given. Exit status 2 means an invalid\n"
+    "option, 1 a runtime failure.\n";
 
 static const char *const TRAIN_SHORTS[] = {"b", "batch-size", "h", "help", NULL};
 
@@ -83,9 +86,27 @@ static int is_switch(const char *name)
     return 0;
 }
 
+/* Options that take a value; every other name is unknown. */
+static int is_valued(const char *name)
+{
+    static const char *valued[] = {
+        "recipe", "resume", "model", "shortcut", "init", "data", "pad", "resize", "normalize",
+        "train-limit", "test-limit", "batch-size", "eval-batch-size", "epochs", "lr",
+        "momentum", "wd", "weight-decay", "lr-scheduler", "lr-step-size", "lr-milestones",
+        "lr-gamma", "lr-warmup-epochs", "lr-warmup-decay", "label-smoothing", "seed",
+        "threads", "output-dir", NULL,
+    };
+    for (int k = 0; valued[k]; k++)
+        if (!strcmp(name, valued[k]))
+            return 1;
+    return 0;
+}
+
 static int train_takes_value(const char *name)
 {
-    return !is_switch(name);
+    if (is_switch(name))
+        return 0;
+    return is_valued(name) ? 1 : RN_ARGS_UNKNOWN;
 }
 
 /* ------------------------------------------------------------- progress */
@@ -182,12 +203,11 @@ static void on_sigint(int sig)
 {
     static const char msg[] = "\nresnet train: stopping after this step and writing a "
                               "checkpoint (Ctrl-C again to quit at once)\n";
-    (void)sig;
     stop_requested = 1;
     if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) {
         /* Nothing useful to do inside a signal handler. */
     }
-    signal(SIGINT, SIG_DFL);
+    signal(sig, SIG_DFL);
 }
 
 /* ---------------------------------------------------------------- main */
@@ -207,9 +227,19 @@ static int apply_flag(rn_train_config *config, const char *name, const char *val
     }
     if (!strcmp(key, "weight-decay"))
         snprintf(key, sizeof key, "wd");
-    if (resuming && !rn_train_config_resumable_override(key))
-        return rn_usage_error("train", "--%s cannot change when resuming: the run continues "
-                              "with the settings stored in its checkpoint", key);
+    if (resuming && !rn_train_config_resumable_override(key)) {
+        /* Repeating the stored value is harmless; a different one is not. */
+        rn_train_config changed = *config;
+        char before[4096], after[4096];
+        if (rn_train_config_set(&changed, key, text) != RN_OK)
+            return rn_usage_error("train", "%s", rn_last_error());
+        rn_train_config_format(config, before, sizeof before);
+        rn_train_config_format(&changed, after, sizeof after);
+        if (strcmp(before, after) != 0)
+            return rn_usage_error("train", "--%s cannot change when resuming: the run "
+                                  "continues with the settings stored in its checkpoint", key);
+        return RN_OK;
+    }
     if (rn_train_config_set(config, key, text) != RN_OK)
         return rn_usage_error("train", "%s", rn_last_error());
     return RN_OK;
@@ -273,21 +303,35 @@ int cmd_train(int argc, char **argv)
             fprintf(stderr, "resnet train: error: %s: %s\n", resume, rn_last_error());
             return RN_EXIT_FAILURE;
         }
+        /* A resumed run writes next to its checkpoint unless told otherwise. */
+        config.output_dir[0] = '\0';
     }
 
     /* Second pass: explicit options override. */
     args.index = 0;
     while ((r = rn_args_next(&args, TRAIN_SHORTS, train_takes_value, &name, &value)) > 0) {
-        if (!strcmp(name, "recipe") || !strcmp(name, "resume"))
+        if (!strcmp(name, "resume"))
             continue;
-        if (resume && !strcmp(name, "recipe"))
+        if (!strcmp(name, "recipe")) {
+            if (resume)
+                return rn_usage_error("train", "--recipe cannot be combined with --resume: "
+                                      "the run continues with its stored settings");
             continue;
+        }
         if (apply_flag(&config, name, value, resume != NULL) != RN_OK)
             return RN_EXIT_USAGE;
     }
     if (rn_train_config_validate(&config) != RN_OK)
         return rn_usage_error("train", "%s", rn_last_error());
     default_output_dir(&config, resume);
+    if (!resume) {
+        char existing[600];
+        snprintf(existing, sizeof existing, "%s/last.safetensors", config.output_dir);
+        if (access(existing, F_OK) == 0)
+            return rn_usage_error("train", "%s already holds a run; continue it with --resume "
+                                  "%s or choose another --output-dir", config.output_dir,
+                                  existing);
+    }
 
     progress_state progress = {.tty = isatty(STDOUT_FILENO), .print_every = 1};
     rn_train_events events = {&progress, on_start, on_batch, on_epoch};
@@ -298,8 +342,10 @@ int cmd_train(int argc, char **argv)
     progress.print_every = approx_batches / 10 > 0 ? approx_batches / 10 : 1;
 
     signal(SIGINT, on_sigint);
+    signal(SIGTERM, on_sigint);
     rn_status status = rn_train_run(&config, resume, &events, &stop_requested, &result);
     signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
     if (progress.tty)
         printf("\r\033[K");
 

@@ -257,6 +257,13 @@ TEST(schedule_step_and_multistep)
     CHECK(rn_schedule_parse_milestones("8,5", &s) == RN_ERR_INVALID);
     CHECK(rn_schedule_parse_milestones("5,x", &s) == RN_ERR_INVALID);
     CHECK(rn_schedule_parse_milestones("0", &s) == RN_ERR_INVALID);
+
+    /* A fractional warm-up must not turn into a negative decay count. */
+    rn_schedule w = {.kind = RN_SCHEDULE_STEP, .lr = 0.1, .epochs = 4, .step_size = 1,
+                     .gamma = 0.1, .warmup_epochs = 0.5, .warmup_start_factor = 0.01};
+    CHECK_CLOSE(rn_schedule_lr(&w, 0.75), 0.1, 1e-12, 1e-12);
+    CHECK_CLOSE(rn_schedule_lr(&w, 1.0), 0.1, 1e-12, 1e-12);
+    CHECK_CLOSE(rn_schedule_lr(&w, 2.0), 0.01, 1e-12, 1e-12);
 }
 
 /* PyTorch's SGD on f(p) = p^2 / 2 (gradient p), values computed by hand

@@ -6,7 +6,7 @@ RN_CLONES void rn_relu_forward(float *dst, const float *src, size_t numel)
 {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < numel; i++)
-        dst[i] = src[i] > 0.0f ? src[i] : 0.0f;
+        dst[i] = src[i] < 0.0f ? 0.0f : src[i]; /* NaN stays NaN, as in PyTorch */
 }
 
 RN_CLONES void rn_relu_backward(float *diff_src, const float *diff_dst, const float *dst,

@@ -218,7 +218,8 @@ rn_status rn_model_create(const rn_model_config *config, rn_model **out)
     } else {
         free(m);
         return rn_error(RN_ERR_INVALID, "unknown model '%s'; available: %s "
-                        "(CIFAR depths are 6n+2)", config->arch, rn_model_names());
+                        "(resnetN and plainN accept any depth N = 6n+2 from 8 to 2000)",
+                        config->arch, rn_model_names());
     }
     if (status == RN_OK)
         status = check_spatial(m);

@@ -15,7 +15,8 @@
 #include "layers/layers.h"
 #include "resnet.h"
 
-enum { RN_MAX_NODES = 1024, RN_MAX_PARAMS = 2048, RN_NAME_MAX = 96 };
+/* Enough for the deepest CIFAR network accepted (depth 2000, option C). */
+enum { RN_MAX_NODES = 12288, RN_MAX_PARAMS = 12288, RN_NAME_MAX = 96 };
 
 typedef enum rn_node_kind {
     RN_NODE_CONV,

@@ -19,7 +19,7 @@ void rn_train_config_default(rn_train_config *c)
     c->shortcut = RN_SHORTCUT_A;
     snprintf(c->data_dir, sizeof c->data_dir, "%s", RN_FASHION_MNIST_DIR);
     c->batch_size = 128;
-    c->eval_batch_size = 500;
+    c->eval_batch_size = 128;
     c->epochs = 8;
     c->schedule = (rn_schedule){
         .kind = RN_SCHEDULE_COSINE, .lr = 0.1, .epochs = 8,
@@ -31,7 +31,7 @@ void rn_train_config_default(rn_train_config *c)
     c->init = RN_INIT_KAIMING;
     c->seed = 0;
     c->augment = (rn_augment){
-        .pad = 2, .flip = 1, .normalize = 1,
+        .pad = 0, .flip = 1, .normalize = 1,
         .mean = {FASHION_MNIST_MEAN, FASHION_MNIST_MEAN, FASHION_MNIST_MEAN},
         .std = {FASHION_MNIST_STD, FASHION_MNIST_STD, FASHION_MNIST_STD},
     };

@@ -71,7 +71,10 @@ double rn_schedule_lr(const rn_schedule *s, double epoch)
     case RN_SCHEDULE_CONSTANT:
         break;
     case RN_SCHEDULE_STEP:
-        factor = pow(s->gamma, floor((whole - s->warmup_epochs) / s->step_size + 1e-9));
+        /* Decays count from the end of the warm-up; whole epochs still inside
+         * a fractional warm-up give a negative count, which means none. */
+        if (whole - s->warmup_epochs > 0)
+            factor = pow(s->gamma, floor((whole - s->warmup_epochs) / s->step_size + 1e-9));
         break;
     case RN_SCHEDULE_MULTISTEP:
         for (int k = 0; k < s->milestone_count; k++)

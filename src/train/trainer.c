@@ -266,6 +266,15 @@ static rn_status load_data(trainer *t)
         test_count = c->test_limit;
     RN_TRY(rn_dataset_slice(&t->train_full, 0, train_count, &t->train));
     RN_TRY(rn_dataset_slice(&t->test_full, 0, test_count, &t->test));
+    if (t->train.channels != t->test.channels || t->train.height != t->test.height ||
+        t->train.width != t->test.width)
+        return rn_error(RN_ERR_FORMAT, "%s: training images are %dx%dx%d but test images "
+                        "are %dx%dx%d; both sets must have the same image size",
+                        c->data_dir, t->train.channels, t->train.height, t->train.width,
+                        t->test.channels, t->test.height, t->test.width);
+    if (t->train.num_classes != t->test.num_classes)
+        return rn_error(RN_ERR_FORMAT, "%s: the training set has %d classes, the test set %d",
+                        c->data_dir, t->train.num_classes, t->test.num_classes);
 
     rn_loader_config train_cfg = {
         .batch_size = c->batch_size, .shuffle = 1, .drop_last = 0, .train = 1,
@@ -290,7 +299,10 @@ static rn_status build_model(trainer *t)
     rn_model_init(t->model, c->init, c->zero_init_residual, c->seed);
     if (!rn_sgd_init(&t->sgd, &c->sgd, t->model->param_numel))
         return rn_error(RN_ERR_NOMEM, "out of memory for the optimizer state");
-    int mb = c->batch_size > c->eval_batch_size ? c->batch_size : c->eval_batch_size;
+    /* No batch holds more images than its data set. */
+    int64_t train_mb = c->batch_size < t->train.count ? c->batch_size : t->train.count;
+    int64_t eval_mb = c->eval_batch_size < t->test.count ? c->eval_batch_size : t->test.count;
+    int mb = (int)(train_mb > eval_mb ? train_mb : eval_mb);
     RN_TRY(rn_plan_create(t->model, mb, &t->plan));
     t->diff_logits = rn_alloc_aligned((size_t)mb * t->model->config.classes * sizeof(float));
     if (!t->diff_logits)
@@ -409,6 +421,10 @@ rn_status rn_train_run(const rn_train_config *config, const char *resume_path,
         status = prepare_output(&t);
     if (status == RN_OK && resume_path)
         status = rn_error_prefix(load_checkpoint(&t, resume_path, &pos), "resuming: ");
+    if (status == RN_OK && resume_path && pos.epoch >= config->epochs)
+        status = rn_error(RN_ERR_INVALID, "%s has already completed %d of %d epochs; pass a "
+                          "larger --epochs to train further", resume_path, pos.epoch,
+                          config->epochs);
     if (status == RN_OK)
         status = prepare_metrics(t.metrics_path, pos.epoch);
     if (status != RN_OK)
@@ -444,6 +460,13 @@ rn_status rn_train_run(const rn_train_config *config, const char *resume_path,
         m.train_loss = pos.epoch_seen ? pos.epoch_loss_sum / pos.epoch_seen : 0.0;
         m.train_accuracy = pos.epoch_seen ? (double)pos.epoch_correct / pos.epoch_seen : 0.0;
         m.test_loss = eval.loss;
+        if (!isfinite(eval.loss)) {
+            status = rn_error(RN_ERR_NUMERIC, "the test loss became %s after epoch %d: the "
+                              "network diverged; stopped, %s is the last good checkpoint "
+                              "(try a lower --lr)", isnan(eval.loss) ? "NaN" : "infinite",
+                              pos.epoch + 1, t.last_path);
+            goto done;
+        }
         m.test_accuracy = eval.count ? (double)eval.correct / eval.count : 0.0;
         m.images_per_sec = pos.epoch_seen / (pos.epoch_seconds > 0 ? pos.epoch_seconds : 1e-9);
         m.is_best = m.test_accuracy > pos.best_test_accuracy || pos.epoch == 0;
