@@ -99,5 +99,9 @@ int main(int argc, char **argv)
     if (system(command) != 0)
         fprintf(stderr, "warning: could not remove %s\n", tmpdir);
     printf("%d passed, %d failed\n", passed, failed);
+    if (passed + failed == 0) {
+        fprintf(stderr, "no test name contains any of the arguments\n");
+        return 2;
+    }
     return failed ? 1 : 0;
 }
