@@ -303,7 +303,7 @@ int cmd_train(int argc, char **argv)
             fprintf(stderr, "resnet train: error: %s: %s\n", resume, rn_last_error());
             return RN_EXIT_FAILURE;
         }
-        /* A resumed run writes next to its checkpoint unless told otherwise. */
+        /* A resumed run writes next to its checkpoint unless --output-dir is given. */
         config.output_dir[0] = '\0';
     }
 
@@ -328,7 +328,7 @@ int cmd_train(int argc, char **argv)
         char existing[600];
         snprintf(existing, sizeof existing, "%s/last.safetensors", config.output_dir);
         if (access(existing, F_OK) == 0)
-            return rn_usage_error("train", "%s already holds a run; continue it with --resume "
+            return rn_usage_error("train", "%s already contains a run; continue it with --resume "
                                   "%s or choose another --output-dir", config.output_dir,
                                   existing);
     }
