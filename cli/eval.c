@@ -137,7 +137,8 @@ int cmd_eval(int argc, char **argv)
     if (status == RN_OK)
         status = read_preprocessing(&file, &aug);
     if (status == RN_OK)
-        status = rn_model_create(&mc, &model);
+        status = rn_error_prefix(rn_model_create(&mc, &model),
+                                 "%s: the metadata describes no valid model: ", weights);
     if (status == RN_OK)
         status = rn_weights_apply(model, NULL, &file);
     if (status == RN_OK)
