@@ -23,6 +23,18 @@ int rn_report_failure(const char *command, rn_status status)
     return status == RN_ERR_INTERRUPTED ? RN_EXIT_INTERRUPTED : RN_EXIT_FAILURE;
 }
 
+int rn_args_classify(const char *name, const char *const *valued,
+                     const char *const *switches)
+{
+    for (int k = 0; valued[k]; k++)
+        if (!strcmp(name, valued[k]))
+            return 1;
+    for (int k = 0; switches[k]; k++)
+        if (!strcmp(name, switches[k]))
+            return 0;
+    return RN_ARGS_UNKNOWN;
+}
+
 int rn_args_next(rn_args *args, const char *const *shorts, rn_takes_value_fn takes_value,
                  const char **name, const char **value)
 {

@@ -40,13 +40,9 @@ static double now_seconds(void)
 
 static int takes_value(const char *name)
 {
-    static const char *valued[] = {"model", "batch-size", "input", "classes", "shortcut", "steps", "warmup", "threads", "format", NULL};
-    if (!strcmp(name, "help"))
-        return 0;
-    for (int k = 0; valued[k]; k++)
-        if (!strcmp(name, valued[k]))
-            return 1;
-    return RN_ARGS_UNKNOWN;
+    static const char *const valued[] = {"model", "batch-size", "input", "classes", "shortcut", "steps", "warmup", "threads", "format", NULL};
+    static const char *const switches[] = {"help", NULL};
+    return rn_args_classify(name, valued, switches);
 }
 
 static int parse_positive(const char *text, int min, int *out)

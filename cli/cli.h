@@ -32,6 +32,12 @@ typedef int (*rn_takes_value_fn)(const char *name);
 int rn_args_next(rn_args *args, const char *const *shorts, rn_takes_value_fn takes_value,
                  const char **name, const char **value);
 
+/* Classify an option name for a takes_value function: 1 if it is in
+ * `valued`, 0 if it is in `switches`, else RN_ARGS_UNKNOWN. Both lists end
+ * with NULL. */
+int rn_args_classify(const char *name, const char *const *valued,
+                     const char *const *switches);
+
 /* Print "resnet CMD: message" and the hint to run --help; returns
  * RN_EXIT_USAGE. */
 int rn_usage_error(const char *command, const char *fmt, ...)

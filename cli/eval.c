@@ -30,13 +30,9 @@ static const char EVAL_HELP[] =
 
 static int takes_value(const char *name)
 {
-    static const char *valued[] = {"weights", "data", "batch-size", "test-limit", "threads", NULL};
-    if (!strcmp(name, "help"))
-        return 0;
-    for (int k = 0; valued[k]; k++)
-        if (!strcmp(name, valued[k]))
-            return 1;
-    return RN_ARGS_UNKNOWN;
+    static const char *const valued[] = {"weights", "data", "batch-size", "test-limit", "threads", NULL};
+    static const char *const switches[] = {"help", NULL};
+    return rn_args_classify(name, valued, switches);
 }
 
 /* The preprocessing recorded by resnet train; absent keys mean none. */

@@ -45,13 +45,9 @@ static void print_grouped(char *buf, size_t size, long long n)
 
 static int takes_value(const char *name)
 {
-    static const char *valued[] = {"model", "input", "classes", "shortcut", NULL};
-    if (!strcmp(name, "help"))
-        return 0;
-    for (int k = 0; valued[k]; k++)
-        if (!strcmp(name, valued[k]))
-            return 1;
-    return RN_ARGS_UNKNOWN;
+    static const char *const valued[] = {"model", "input", "classes", "shortcut", NULL};
+    static const char *const switches[] = {"help", NULL};
+    return rn_args_classify(name, valued, switches);
 }
 
 int cmd_info(int argc, char **argv)

@@ -74,39 +74,22 @@ static const char TRAIN_HELP[] =
 
 static const char *const TRAIN_SHORTS[] = {"b", "batch-size", "h", "help", NULL};
 
-static int is_switch(const char *name)
-{
-    static const char *switches[] = {
-        "help", "nesterov", "no-nesterov", "zero-init-residual", "no-zero-init-residual",
-        "flip", "no-flip", NULL,
-    };
-    for (int k = 0; switches[k]; k++)
-        if (!strcmp(name, switches[k]))
-            return 1;
-    return 0;
-}
+static const char *const TRAIN_SWITCHES[] = {
+    "help", "nesterov", "no-nesterov", "zero-init-residual", "no-zero-init-residual",
+    "flip", "no-flip", NULL,
+};
 
-/* Options that take a value; every other name is unknown. */
-static int is_valued(const char *name)
-{
-    static const char *valued[] = {
-        "recipe", "resume", "model", "shortcut", "init", "data", "pad", "resize", "normalize",
-        "train-limit", "test-limit", "batch-size", "eval-batch-size", "epochs", "lr",
-        "momentum", "wd", "weight-decay", "lr-scheduler", "lr-step-size", "lr-milestones",
-        "lr-gamma", "lr-warmup-epochs", "lr-warmup-decay", "label-smoothing", "seed",
-        "threads", "output-dir", NULL,
-    };
-    for (int k = 0; valued[k]; k++)
-        if (!strcmp(name, valued[k]))
-            return 1;
-    return 0;
-}
+static const char *const TRAIN_VALUED[] = {
+    "recipe", "resume", "model", "shortcut", "init", "data", "pad", "resize", "normalize",
+    "train-limit", "test-limit", "batch-size", "eval-batch-size", "epochs", "lr",
+    "momentum", "wd", "weight-decay", "lr-scheduler", "lr-step-size", "lr-milestones",
+    "lr-gamma", "lr-warmup-epochs", "lr-warmup-decay", "label-smoothing", "seed",
+    "threads", "output-dir", NULL,
+};
 
 static int train_takes_value(const char *name)
 {
-    if (is_switch(name))
-        return 0;
-    return is_valued(name) ? 1 : RN_ARGS_UNKNOWN;
+    return rn_args_classify(name, TRAIN_VALUED, TRAIN_SWITCHES);
 }
 
 /* ------------------------------------------------------------- progress */
@@ -218,7 +201,7 @@ static int apply_flag(rn_train_config *config, const char *name, const char *val
     char key[128];
     const char *text = value;
 
-    if (is_switch(name)) {
+    if (train_takes_value(name) == 0) {
         int negated = !strncmp(name, "no-", 3);
         snprintf(key, sizeof key, "%s", negated ? name + 3 : name);
         text = negated ? "false" : "true";
