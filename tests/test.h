@@ -1,5 +1,5 @@
 /* A small test harness: TEST(name) registers a test at load time, so each
- * tests/test_*.c file stands alone and needs no central list. */
+ * tests/test_*.c file is self-contained and needs no central list. */
 #ifndef RN_TEST_H
 #define RN_TEST_H
 

@@ -87,8 +87,10 @@ TEST(model_plain_has_no_additions)
     rn_model *m = create("plain20", 1, 28, 28, RN_SHORTCUT_A);
     if (!m)
         return;
-    for (int i = 0; i < m->node_count; i++)
-        CHECK(m->nodes[i].kind != RN_NODE_ADD && m->nodes[i].kind != RN_NODE_SHORTCUT_A);
+    for (int i = 0; i < m->node_count; i++) {
+        CHECK(m->nodes[i].kind != RN_NODE_ADD);
+        CHECK(m->nodes[i].kind != RN_NODE_SHORTCUT_A);
+    }
     /* The option-A resnet20 at 3 channels has 269,722; one input channel
      * removes 16 x 2 x 3 x 3 stem weights. */
     CHECK(count_params(m) == 269722 - 288);
@@ -227,8 +229,8 @@ TEST(model_gradients_d2l_resnet18)
 
 TEST(model_eval_matches_train_after_bn_settles)
 {
-    /* In eval mode with running mean 0 and variance 1, BN is the identity
-     * scaled by 1/sqrt(1 + eps); forward must not touch the running stats. */
+    /* An eval-mode forward pass must leave the running statistics and the
+     * batch counter unchanged; a training-mode pass must update both. */
     rn_model *m = create("resnet8", 1, 8, 8, RN_SHORTCUT_A);
     if (!m)
         return;

@@ -92,10 +92,11 @@ TEST(train_learns_on_real_slice)
     CHECK(f != NULL);
     if (!f)
         return;
-    char line[512];
+    char line[512] = "";
     double losses[3] = {0};
     int rows = 0;
-    CHECK(fgets(line, sizeof line, f) && strncmp(line, "epoch,lr,train_loss", 19) == 0);
+    CHECK(fgets(line, sizeof line, f) != NULL);
+    CHECK(strncmp(line, "epoch,lr,train_loss", 19) == 0);
     while (fgets(line, sizeof line, f) && rows < 3) {
         int epoch;
         double lr, loss;
@@ -205,6 +206,7 @@ TEST(train_nan_loss_stops_and_keeps_checkpoint)
     rn_safetensors file;
     CHECK_OK(rn_safetensors_read(path, &file));
     const char *epoch = rn_safetensors_metadata(&file, "epoch");
+    CHECK(epoch != NULL);
     CHECK(epoch && strcmp(epoch, "1") == 0);
     for (int i = 0; i < file.count; i++) {
         if (file.tensors[i].dtype != RN_DTYPE_F32)

@@ -1,7 +1,6 @@
 /* Matrix multiplication used by the layers: C = alpha * op(A) op(B) + beta * C,
- * row-major. Today a thin wrapper over OpenBLAS's sgemm, called from inside
- * OpenMP regions with OpenBLAS itself kept single-threaded; our own kernels
- * replace it once they beat it. */
+ * row-major. It wraps OpenBLAS's sgemm, which the layers call from inside
+ * OpenMP regions with OpenBLAS itself kept single-threaded. */
 #ifndef RN_KERNELS_GEMM_H
 #define RN_KERNELS_GEMM_H
 

@@ -3,7 +3,8 @@
  * Argument order is fixed: outputs, saved state, inputs, weights, shape.
  * Backward functions ACCUMULATE into diff_src and into parameter gradients,
  * so a tensor read by both branches of a residual block needs no special
- * case; callers zero gradient buffers before the backward pass.
+ * case. Callers zero gradient buffers before the backward pass, or pass
+ * RN_GRAD_OVERWRITE where a function offers it.
  *
  * Vocabulary (oneDNN's): src/dst are a layer's input/output, diff_* their
  * gradients; mb = batch size, ic/oc = input/output channels, ih/iw/oh/ow =

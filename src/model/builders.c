@@ -101,7 +101,7 @@ static rn_status build_cifar(rn_model *m, int depth, rn_shortcut shortcut)
 }
 
 /* The Residual block of Dive into Deep Learning (section "Residual Networks
- * (ResNet) and ResNeXt"): every convolution has a bias; where the shape
+ * (ResNet) and ResNeXt"). Every convolution has a bias. Where the shape
  * changes, conv3 is a 1x1 convolution with stride on the shortcut, without
  * BN. */
 static rn_status d2l_residual(rn_model *m, int *x, const char *prefix,

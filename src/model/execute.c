@@ -14,13 +14,12 @@ struct rn_plan {
     float **grad_data;        /* per value: its gradient, NULL for the input */
     unsigned char *grad_ready;
     float **save_mean, **save_invstd; /* per node, BN only: (c) */
-    /* Per node: for a BN node, the index of the ReLU node fused into it
-     * (0 if none); for that ReLU node, 1 to skip it. */
+    /* Per BN node: the index of the ReLU node fused into it, or 0. */
     int *fused_relu;
+    /* Per node: 1 for a ReLU that runs inside the BN before it. */
     unsigned char *skip;
     int32_t **argmax;                 /* per node, max pooling only */
     float *scratch;
-    float *logits_grad_copy;
     void *activation_block, *grad_block, *state_block;
     size_t nbytes;
 };
@@ -143,7 +142,6 @@ void rn_plan_destroy(rn_plan *plan)
     free(plan->fused_relu);
     free(plan->skip);
     rn_free_aligned(plan->scratch);
-    rn_free_aligned(plan->logits_grad_copy);
     rn_free_aligned(plan->activation_block);
     rn_free_aligned(plan->grad_block);
     rn_free_aligned(plan->state_block);
@@ -225,14 +223,12 @@ rn_status rn_plan_create(const rn_model *m, int mb, rn_plan **out)
         }
     }
 
-    size_t classes = (size_t)m->values[nv - 1].c;
     plan->activation_block = rn_alloc_aligned(activation_numel * sizeof(float));
     plan->grad_block = rn_alloc_aligned(grad_numel * sizeof(float));
     plan->state_block = rn_alloc_aligned(state_numel * sizeof(float));
     plan->scratch = rn_alloc_aligned(scratch_numel * sizeof(float));
-    plan->logits_grad_copy = rn_alloc_aligned((size_t)mb * classes * sizeof(float));
     if (!plan->activation_block || !plan->grad_block || !plan->state_block ||
-        !plan->scratch || !plan->logits_grad_copy)
+        !plan->scratch)
         goto nomem;
     plan->nbytes = (activation_numel + grad_numel + state_numel + scratch_numel) * sizeof(float);
 
@@ -361,8 +357,8 @@ const float *rn_model_forward(rn_model *m, rn_plan *plan, const float *images,
     return plan->value_data[m->value_count - 1];
 }
 
-/* The gradient of value v, zeroed on first use in this backward pass;
- * NULL for the network input, whose gradient nobody needs. */
+/* The gradient of value v, zeroed on first use in this backward pass.
+ * Returns NULL for the network input because no layer needs its gradient. */
 static float *value_grad(const rn_model *m, rn_plan *plan, int v)
 {
     if (v == 0)
@@ -374,11 +370,10 @@ static float *value_grad(const rn_model *m, rn_plan *plan, int v)
     return plan->grad_data[v];
 }
 
-/* The gradient of value v for a layer that can overwrite it: on first use
- * in this pass it is not zeroed, and *mode says to overwrite. */
-static float *value_grad_for(const rn_model *m, rn_plan *plan, int v, rn_grad_mode *mode)
+/* The gradient of value v for a layer that can overwrite it. On first use
+ * in this pass the buffer is not zeroed and *mode is RN_GRAD_OVERWRITE. */
+static float *value_grad_for(rn_plan *plan, int v, rn_grad_mode *mode)
 {
-    (void)m;
     *mode = RN_GRAD_ACCUMULATE;
     if (v == 0)
         return NULL;
@@ -396,7 +391,7 @@ void rn_model_backward(rn_model *m, rn_plan *plan, const float *diff_logits)
 
     memset(plan->grad_ready, 0, m->value_count);
     rn_grad_mode mode;
-    memcpy(value_grad_for(m, plan, last, &mode), diff_logits,
+    memcpy(value_grad_for(plan, last, &mode), diff_logits,
            value_numel(m, last, mb) * sizeof(float));
 
     for (int i = m->node_count - 1; i >= 0; i--) {
@@ -412,7 +407,7 @@ void rn_model_backward(rn_model *m, rn_plan *plan, const float *diff_logits)
         switch (node->kind) {
         case RN_NODE_CONV: {
             rn_conv_shape s = conv_shape(m, node, mb);
-            float *dx = value_grad_for(m, plan, node->src, &mode);
+            float *dx = value_grad_for(plan, node->src, &mode);
             rn_conv2d_backward(dx, grad(m, node->weights), grad(m, node->bias), dy, src,
                                param(m, node->weights), &s, plan->scratch, mode);
             break;
@@ -426,7 +421,7 @@ void rn_model_backward(rn_model *m, rn_plan *plan, const float *diff_logits)
                 dy = plan->grad_data[relu_out];
                 relu_dst = plan->value_data[relu_out];
             }
-            float *dx = value_grad_for(m, plan, node->src, &mode);
+            float *dx = value_grad_for(plan, node->src, &mode);
             rn_bn_backward_train(dx, grad(m, node->weights), grad(m, node->bias), dy,
                                  relu_dst, src, plan->save_mean[i], plan->save_invstd[i],
                                  param(m, node->weights), &s, mode);
@@ -434,7 +429,7 @@ void rn_model_backward(rn_model *m, rn_plan *plan, const float *diff_logits)
         }
         case RN_NODE_RELU:
             if (node->src != 0) {
-                float *dx = value_grad_for(m, plan, node->src, &mode);
+                float *dx = value_grad_for(plan, node->src, &mode);
                 rn_relu_backward(dx, dy, dst, value_numel(m, node->src, mb), mode);
             }
             break;
@@ -459,7 +454,7 @@ void rn_model_backward(rn_model *m, rn_plan *plan, const float *diff_logits)
             size_t n = value_numel(m, node->dst, mb);
             int inputs[2] = {node->src, node->src2};
             for (int k = 0; k < 2; k++) {
-                float *dx = value_grad_for(m, plan, inputs[k], &mode);
+                float *dx = value_grad_for(plan, inputs[k], &mode);
                 if (dx && mode == RN_GRAD_OVERWRITE)
                     memcpy(dx, dy, n * sizeof(float));
                 else if (dx)

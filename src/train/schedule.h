@@ -2,10 +2,11 @@
  *
  * The rate is evaluated before every step at the fractional epoch
  * t = epoch + batch / batches_per_epoch. Warm-up scales the rate linearly
- * from warmup_start_factor to 1 over the first warmup_epochs. After it:
- * constant; step (times gamma every step_size epochs); multistep (times gamma
- * at each milestone epoch); cosine (from lr down to 0 over the remaining
- * epochs, continuously in t). Step and multistep change at epoch boundaries,
+ * from warmup_start_factor to 1 over the first warmup_epochs. After it,
+ * constant keeps lr, step multiplies by gamma every step_size epochs counted
+ * from the end of the warm-up, multistep multiplies by gamma at each
+ * milestone epoch counted from the start, and cosine decays from lr to 0
+ * over the remaining epochs, continuously in t. Step and multistep change at epoch boundaries,
  * as PyTorch's StepLR and MultiStepLR do when stepped once per epoch. */
 #ifndef RN_TRAIN_SCHEDULE_H
 #define RN_TRAIN_SCHEDULE_H

@@ -299,7 +299,7 @@ static rn_status build_model(trainer *t)
     rn_model_init(t->model, c->init, c->zero_init_residual, c->seed);
     if (!rn_sgd_init(&t->sgd, &c->sgd, t->model->param_numel))
         return rn_error(RN_ERR_NOMEM, "out of memory for the optimizer state");
-    /* No batch holds more images than its data set. */
+    /* No batch contains more images than its data set. */
     int64_t train_mb = c->batch_size < t->train.count ? c->batch_size : t->train.count;
     int64_t eval_mb = c->eval_batch_size < t->test.count ? c->eval_batch_size : t->test.count;
     int mb = (int)(train_mb > eval_mb ? train_mb : eval_mb);
