@@ -60,7 +60,7 @@ int cmd_bench(int argc, char **argv)
     static const char *const shorts[] = {"b", "batch-size", "h", "help", NULL};
     rn_args args = {argc, argv, 0, "bench"};
     rn_model_config cfg = {.arch = "resnet20", .in_c = 3, .in_h = 32, .in_w = 32,
-                           .classes = 10, .shortcut = RN_SHORTCUT_A};
+                           .classes = 10, .shortcut = RN_SHORTCUT_DEFAULT};
     int mb = 128, steps = 20, warmup = 3, threads = 0, json = 0;
     const char *name, *value;
     int r;

@@ -55,7 +55,7 @@ int cmd_info(int argc, char **argv)
     static const char *const shorts[] = {"h", "help", NULL};
     rn_args args = {argc, argv, 0, "info"};
     rn_model_config cfg = {.in_c = 1, .in_h = 28, .in_w = 28, .classes = 10,
-                           .shortcut = RN_SHORTCUT_A};
+                           .shortcut = RN_SHORTCUT_DEFAULT};
     const char *name, *value;
     int r, have_model = 0;
 

@@ -5,12 +5,15 @@
 void ref_conv2d(double *dst, const double *src, const double *weights,
                 const double *bias, const rn_conv_shape *s)
 {
+    int groups = s->groups > 1 ? s->groups : 1;
+    int icg = s->ic / groups, ocg = s->oc / groups;
     for (int n = 0; n < s->mb; n++)
         for (int o = 0; o < s->oc; o++)
             for (int y = 0; y < s->oh; y++)
                 for (int x = 0; x < s->ow; x++) {
                     double sum = bias ? bias[o] : 0.0;
-                    for (int c = 0; c < s->ic; c++)
+                    int first = o / ocg * icg; /* first input channel of o's group */
+                    for (int c = first; c < first + icg; c++)
                         for (int i = 0; i < s->kh; i++)
                             for (int j = 0; j < s->kw; j++) {
                                 int iy = y * s->sh - s->ph + i;
@@ -18,7 +21,7 @@ void ref_conv2d(double *dst, const double *src, const double *weights,
                                 if (iy < 0 || iy >= s->ih || ix < 0 || ix >= s->iw)
                                     continue;
                                 sum += src[((n * s->ic + c) * s->ih + iy) * s->iw + ix] *
-                                       weights[((o * s->ic + c) * s->kh + i) * s->kw + j];
+                                       weights[((o * icg + c - first) * s->kh + i) * s->kw + j];
                             }
                     dst[((n * s->oc + o) * s->oh + y) * s->ow + x] = sum;
                 }

@@ -37,7 +37,7 @@ static void check_conv(rn_conv_shape s, int with_bias)
     struct conv_case c = {.s = s};
     rn_conv_shape_infer(&c.s);
     size_t n_src = (size_t)s.mb * s.ic * s.ih * s.iw;
-    size_t n_w = (size_t)s.oc * s.ic * s.kh * s.kw;
+    size_t n_w = (size_t)s.oc * (s.ic / (s.groups > 1 ? s.groups : 1)) * s.kh * s.kw;
     size_t n_dst = (size_t)s.mb * s.oc * c.s.oh * c.s.ow;
 
     c.src = malloc(n_src * sizeof(double));
@@ -113,6 +113,19 @@ TEST(conv2d_rectangular_kernel)
 {
     check_conv((rn_conv_shape){.mb = 2, .ic = 2, .ih = 6, .iw = 7, .oc = 3,
                                .kh = 2, .kw = 3, .sh = 1, .sw = 2, .ph = 0, .pw = 1}, 1);
+}
+
+TEST(conv2d_grouped_3x3_stride2)
+{
+    check_conv((rn_conv_shape){.mb = 2, .ic = 6, .ih = 7, .iw = 6, .oc = 9,
+                               .kh = 3, .kw = 3, .sh = 2, .sw = 2, .ph = 1, .pw = 1,
+                               .groups = 3}, 1);
+}
+
+TEST(conv2d_grouped_pointwise)
+{
+    check_conv((rn_conv_shape){.mb = 3, .ic = 8, .ih = 4, .iw = 5, .oc = 4,
+                               .kh = 1, .kw = 1, .sh = 1, .sw = 1, .groups = 4}, 0);
 }
 
 /* ------------------------------------------------------------- batchnorm */

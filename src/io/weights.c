@@ -130,7 +130,7 @@ rn_status rn_weights_read_config(const rn_safetensors *file, rn_model_config *co
         return rn_error(RN_ERR_FORMAT, "%s: metadata 'input' is '%s', expected CxHxW",
                         file->path, input);
     RN_TRY(parse_int(file, "classes", &config->classes));
-    config->shortcut = RN_SHORTCUT_A;
+    config->shortcut = RN_SHORTCUT_DEFAULT;
     if (shortcut && strcmp(shortcut, "none") != 0 &&
         rn_shortcut_parse(shortcut, &config->shortcut) != RN_OK)
         return rn_error(RN_ERR_FORMAT, "%s: metadata 'shortcut' is '%s', expected A, B, "

@@ -1,7 +1,10 @@
 /* 2-D convolution as im2col + GEMM, one image per OpenMP thread.
  *
  * For image n: dst_n (oc, oh*ow) = weights (oc, K) x col_n (K, oh*ow), where
- * K = ic*kh*kw and col_n is the im2col copy of src_n. A 1x1 convolution with
+ * K = ic*kh*kw and col_n is the im2col copy of src_n. A grouped convolution
+ * runs one such product per group on its slice of rows: group g multiplies
+ * weight rows [g*oc/G, (g+1)*oc/G) by column rows [g*K/G, (g+1)*K/G), because
+ * im2col lays the rows out channel by channel. A 1x1 convolution with
  * stride 1 and no padding uses src_n directly. Each thread owns a slice of
  * the scratch memory: a column buffer, a column-gradient buffer and a private
  * weight-gradient accumulator that is summed after the loop, so threads never
@@ -26,6 +29,11 @@ static int is_pointwise(const rn_conv_shape *s)
            s->ph == 0 && s->pw == 0;
 }
 
+static int group_count(const rn_conv_shape *s)
+{
+    return s->groups > 1 ? s->groups : 1;
+}
+
 static size_t col_numel(const rn_conv_shape *s)
 {
     return (size_t)s->ic * s->kh * s->kw * s->oh * s->ow;
@@ -33,7 +41,7 @@ static size_t col_numel(const rn_conv_shape *s)
 
 static size_t thread_scratch_numel(const rn_conv_shape *s)
 {
-    size_t weights = (size_t)s->oc * s->ic * s->kh * s->kw;
+    size_t weights = (size_t)s->oc * (s->ic / group_count(s)) * s->kh * s->kw;
     /* Column buffer, column-gradient buffer, weight-gradient accumulator;
      * each rounded to 16 floats to keep 64-byte alignment. */
     return 2 * ((col_numel(s) + 15) & ~(size_t)15) + ((weights + 15) & ~(size_t)15);
@@ -129,12 +137,15 @@ RN_CLONES static void col2im_add(float *diff_src, const float *diff_col,
 void rn_conv2d_forward(float *dst, const float *src, const float *weights,
                        const float *bias, const rn_conv_shape *s, float *scratch)
 {
-    int k = s->ic * s->kh * s->kw;
+    int groups = group_count(s);
+    int k = s->ic / groups * s->kh * s->kw; /* reduction length of one group */
+    int ocg = s->oc / groups;
     int ohw = s->oh * s->ow;
     size_t src_stride = (size_t)s->ic * s->ih * s->iw;
     size_t dst_stride = (size_t)s->oc * ohw;
     size_t per_thread = thread_scratch_numel(s);
 
+    RN_ASSERT(s->ic % groups == 0 && s->oc % groups == 0);
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < s->mb; n++) {
         float *col = scratch + per_thread * omp_get_thread_num();
@@ -146,7 +157,10 @@ void rn_conv2d_forward(float *dst, const float *src, const float *weights,
         } else {
             im2col(col, src_n, s);
         }
-        rn_sgemm(0, 0, s->oc, ohw, k, 1.0f, weights, k, col, ohw, 0.0f, dst_n, ohw);
+        for (int g = 0; g < groups; g++)
+            rn_sgemm(0, 0, ocg, ohw, k, 1.0f, weights + (size_t)g * ocg * k, k,
+                     col + (size_t)g * k * ohw, ohw, 0.0f,
+                     dst_n + (size_t)g * ocg * ohw, ohw);
         if (bias) {
             for (int o = 0; o < s->oc; o++) {
                 float *row = dst_n + (size_t)o * ohw;
@@ -162,7 +176,9 @@ void rn_conv2d_backward(float *diff_src, float *diff_weights, float *diff_bias,
                         const float *weights, const rn_conv_shape *s,
                         float *scratch, rn_grad_mode mode)
 {
-    int k = s->ic * s->kh * s->kw;
+    int groups = group_count(s);
+    int k = s->ic / groups * s->kh * s->kw; /* reduction length of one group */
+    int ocg = s->oc / groups;
     int ohw = s->oh * s->ow;
     size_t src_stride = (size_t)s->ic * s->ih * s->iw;
     size_t dst_stride = (size_t)s->oc * ohw;
@@ -194,19 +210,25 @@ void rn_conv2d_backward(float *diff_src, float *diff_weights, float *diff_bias,
                     col_n = col;
                 }
                 /* diff_weights (oc, K) += diff_dst_n (oc, ohw) col_n^T */
-                rn_sgemm(0, 1, s->oc, k, ohw, 1.0f, diff_dst_n, ohw, col_n, ohw,
-                         1.0f, diff_weights_t, k);
+                for (int g = 0; g < groups; g++)
+                    rn_sgemm(0, 1, ocg, k, ohw, 1.0f,
+                             diff_dst_n + (size_t)g * ocg * ohw, ohw,
+                             col_n + (size_t)g * k * ohw, ohw, 1.0f,
+                             diff_weights_t + (size_t)g * ocg * k, k);
             }
             if (diff_src) {
                 float *diff_src_n = diff_src + n * src_stride;
                 int overwrite = mode == RN_GRAD_OVERWRITE;
-                if (pointwise) {
-                    rn_sgemm(1, 0, k, ohw, s->oc, 1.0f, weights, k, diff_dst_n,
-                             ohw, overwrite ? 0.0f : 1.0f, diff_src_n, ohw);
-                } else {
-                    /* diff_col (K, ohw) = weights^T (K, oc) diff_dst_n */
-                    rn_sgemm(1, 0, k, ohw, s->oc, 1.0f, weights, k, diff_dst_n,
-                             ohw, 0.0f, diff_col, ohw);
+                /* diff_col (K, ohw) = weights^T (K, oc) diff_dst_n, written
+                 * straight into diff_src_n for a pointwise convolution. */
+                float *out = pointwise ? diff_src_n : diff_col;
+                float beta = pointwise && !overwrite ? 1.0f : 0.0f;
+                for (int g = 0; g < groups; g++)
+                    rn_sgemm(1, 0, k, ohw, ocg, 1.0f,
+                             weights + (size_t)g * ocg * k, k,
+                             diff_dst_n + (size_t)g * ocg * ohw, ohw, beta,
+                             out + (size_t)g * k * ohw, ohw);
+                if (!pointwise) {
                     if (overwrite)
                         memset(diff_src_n, 0, sizeof(float) * src_stride);
                     col2im_add(diff_src_n, diff_col, s);

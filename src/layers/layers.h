@@ -35,6 +35,10 @@ typedef struct rn_conv_shape {
     int mb, ic, ih, iw;
     int oc, oh, ow;
     int kh, kw, sh, sw, ph, pw;
+    /* Channel groups as in PyTorch's Conv2d: 0 or 1 for an ordinary
+     * convolution; otherwise ic and oc are multiples of it and output
+     * channel o sees only the ic/groups input channels of its group. */
+    int groups;
 } rn_conv_shape;
 
 /* Fill oh/ow from the other fields (PyTorch's floor rule, dilation 1). */
@@ -44,8 +48,8 @@ void rn_conv_shape_infer(rn_conv_shape *s);
  * OpenMP threads. */
 size_t rn_conv2d_scratch_numel(const rn_conv_shape *s, int threads);
 
-/* dst (mb, oc, oh, ow) = conv(src (mb, ic, ih, iw), weights (oc, ic, kh, kw))
- * + bias (oc), bias may be NULL. */
+/* dst (mb, oc, oh, ow) = conv(src (mb, ic, ih, iw),
+ * weights (oc, ic/groups, kh, kw)) + bias (oc), bias may be NULL. */
 void rn_conv2d_forward(float *dst, const float *src, const float *weights,
                        const float *bias, const rn_conv_shape *s, float *scratch);
 

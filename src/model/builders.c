@@ -11,7 +11,11 @@
 const char *rn_model_names(void)
 {
     return "resnet20 resnet32 resnet44 resnet56 resnet110 "
-           "plain20 plain32 plain44 plain56 plain110 d2l-resnet18";
+           "plain20 plain32 plain44 plain56 plain110 "
+           "preact-resnet20 preact-resnet32 preact-resnet44 preact-resnet56 "
+           "preact-resnet110 preact-resnet164 preact-resnet1001 d2l-resnet18 "
+           "resnet18 resnet34 resnet50 resnet101 resnet152 resnext50_32x4d "
+           "resnext101_32x8d wide_resnet50_2 wide_resnet101_2";
 }
 
 rn_status rn_shortcut_parse(const char *text, rn_shortcut *out)
@@ -22,6 +26,8 @@ rn_status rn_shortcut_parse(const char *text, rn_shortcut *out)
         *out = RN_SHORTCUT_B;
     else if (!strcasecmp(text, "C"))
         *out = RN_SHORTCUT_C;
+    else if (!strcasecmp(text, "default"))
+        *out = RN_SHORTCUT_DEFAULT;
     else
         return rn_error(RN_ERR_INVALID, "invalid shortcut option '%s': expected A, B or C", text);
     return RN_OK;
@@ -34,15 +40,17 @@ const char *rn_shortcut_name(rn_shortcut shortcut)
     case RN_SHORTCUT_B: return "B";
     case RN_SHORTCUT_C: return "C";
     case RN_SHORTCUT_NONE: return "none";
+    case RN_SHORTCUT_DEFAULT: return "default";
     }
     return "?";
 }
 
-/* A basic block of the CIFAR networks, He et al. (2015) section 4.2:
- * conv3x3-BN-ReLU-conv3x3-BN, plus the shortcut, then ReLU. Names follow
- * torchvision's BasicBlock (conv1, bn1, conv2, bn2, downsample.0/.1). */
-static rn_status cifar_block(rn_model *m, int *x, const char *prefix, int planes,
-                             int stride, rn_shortcut shortcut)
+/* A basic block of the CIFAR networks, He et al. (2015) section 4.2, and of
+ * torchvision's resnet18 and resnet34: conv3x3-BN-ReLU-conv3x3-BN, plus the
+ * shortcut, then ReLU. Names follow torchvision's BasicBlock (conv1, bn1,
+ * conv2, bn2, downsample.0/.1). */
+rn_status rn_graph_basic_block(rn_model *m, int *x, const char *prefix, int planes,
+                               int stride, rn_shortcut shortcut)
 {
     char name[RN_NAME_MAX];
     int in = *x;
@@ -91,7 +99,7 @@ static rn_status build_cifar(rn_model *m, int depth, rn_shortcut shortcut)
         for (int b = 0; b < n; b++) {
             char prefix[RN_NAME_MAX];
             rn_graph_name(prefix, sizeof prefix, "layer%d.%d", stage + 1, b);
-            RN_TRY(cifar_block(m, &x, prefix, 16 << stage,
+            RN_TRY(rn_graph_basic_block(m, &x, prefix, 16 << stage,
                                stage > 0 && b == 0 ? 2 : 1, shortcut));
         }
     }
@@ -207,18 +215,36 @@ rn_status rn_model_create(const rn_model_config *config, rn_model **out)
         return rn_error(RN_ERR_NOMEM, "out of memory creating model %s", config->arch);
     m->config = *config;
 
-    if ((depth = parse_cifar_depth(config->arch, "resnet"))) {
-        status = build_cifar(m, depth, config->shortcut == RN_SHORTCUT_NONE
-                                           ? RN_SHORTCUT_A : config->shortcut);
+    int bottleneck = 0;
+    if (config->stride_in_1x1 && !rn_is_imagenet_arch(config->arch)) {
+        status = rn_error(RN_ERR_INVALID, "the stride in the 1x1 convolution applies to "
+                          "torchvision's bottleneck networks (resnet50 and deeper), "
+                          "not to %s", config->arch);
+    } else if (rn_is_imagenet_arch(config->arch)) {
+        /* Before the CIFAR names: resnet50 and resnet152 are also 6n+2. */
+        status = rn_build_imagenet(m);
+    } else if ((depth = parse_cifar_depth(config->arch, "resnet"))) {
+        rn_shortcut shortcut = config->shortcut;
+        if (shortcut == RN_SHORTCUT_NONE || shortcut == RN_SHORTCUT_DEFAULT)
+            shortcut = RN_SHORTCUT_A;
+        m->config.shortcut = shortcut;
+        status = build_cifar(m, depth, shortcut);
     } else if ((depth = parse_cifar_depth(config->arch, "plain"))) {
         m->config.shortcut = RN_SHORTCUT_NONE;
         status = build_cifar(m, depth, RN_SHORTCUT_NONE);
+    } else if ((depth = rn_preact_depth(config->arch, &bottleneck))) {
+        status = rn_build_preact(m, depth, bottleneck);
     } else if (!strcmp(config->arch, "d2l-resnet18")) {
+        /* The book's shortcut projects where the shape changes, as option B
+         * does, but with a biased convolution and no BN. */
+        m->config.shortcut = RN_SHORTCUT_B;
         status = build_d2l_resnet18(m);
     } else {
         free(m);
         return rn_error(RN_ERR_INVALID, "unknown model '%s'; available: %s "
-                        "(resnetN and plainN accept any depth N = 6n+2 from 8 to 2000)",
+                        "(resnetN, plainN and preact-resnetN accept any depth "
+                        "N = 6n+2 from 8 to 2000; resnet50 and resnet152 are "
+                        "torchvision's)",
                         config->arch, rn_model_names());
     }
     if (status == RN_OK)
@@ -260,7 +286,7 @@ int64_t rn_node_macs(const rn_model *model, int i)
     rn_value in = model->values[node->src], out = model->values[node->dst];
     switch (node->kind) {
     case RN_NODE_CONV:
-        return (int64_t)out.c * out.h * out.w * in.c * node->kh * node->kw;
+        return (int64_t)out.c * out.h * out.w * (in.c / node->groups) * node->kh * node->kw;
     case RN_NODE_LINEAR:
         return (int64_t)in.c * in.h * in.w * out.c;
     default:

@@ -41,7 +41,7 @@ static rn_conv_shape conv_shape(const rn_model *m, const rn_node *node, int mb)
         .mb = mb, .ic = in.c, .ih = in.h, .iw = in.w,
         .oc = out.c, .oh = out.h, .ow = out.w,
         .kh = node->kh, .kw = node->kw, .sh = node->stride, .sw = node->stride,
-        .ph = node->pad, .pw = node->pad,
+        .ph = node->pad, .pw = node->pad, .groups = node->groups,
     };
 }
 

@@ -70,19 +70,29 @@ int rn_graph_input(rn_model *m, int c, int h, int w)
 int rn_graph_conv(rn_model *m, int src, const char *name, int oc, int k,
                   int stride, int pad, int bias)
 {
+    return rn_graph_conv_grouped(m, src, name, oc, k, stride, pad, 1, bias);
+}
+
+int rn_graph_conv_grouped(rn_model *m, int src, const char *name, int oc, int k,
+                          int stride, int pad, int groups, int bias)
+{
     rn_value in = m->values[src];
+    RN_ASSERT(groups >= 1 && in.c % groups == 0 && oc % groups == 0);
     rn_node *node = new_node(m, RN_NODE_CONV, src, name);
-    int64_t shape[4] = {oc, in.c, k, k};
+    int64_t shape[4] = {oc, in.c / groups, k, k};
     node->kh = node->kw = k;
     node->stride = stride;
     node->pad = pad;
+    node->groups = groups;
     node->weights = add_param(m, name, "weight", RN_ROLE_CONV_WEIGHT, 4, shape);
-    m->params[node->weights].fan_in = in.c * k * k;
+    /* torch.nn.init's fans come from the weight's shape: fan_in is
+     * (in.c / groups) * k * k and fan_out is oc * k * k. */
+    m->params[node->weights].fan_in = in.c / groups * k * k;
     m->params[node->weights].fan_out = oc * k * k;
     if (bias) {
         int64_t bias_shape[1] = {oc};
         node->bias = add_param(m, name, "bias", RN_ROLE_CONV_BIAS, 1, bias_shape);
-        m->params[node->bias].fan_in = in.c * k * k;
+        m->params[node->bias].fan_in = in.c / groups * k * k;
     }
     m->values[node->dst] = (rn_value){
         oc, (in.h + 2 * pad - k) / stride + 1, (in.w + 2 * pad - k) / stride + 1};

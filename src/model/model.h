@@ -41,6 +41,7 @@ typedef struct rn_node {
     int running_mean, running_var; /* buffer ids for BN, else -1 */
     int bn_index;              /* BN: index into num_batches_tracked */
     int kh, kw, stride, pad;   /* conv and max pooling */
+    int groups;                /* conv: channel groups, 1 for an ordinary one */
     int last_bn_of_residual;   /* BN whose gamma --zero-init-residual zeroes */
     char name[RN_NAME_MAX];    /* module path, such as "layer1.0.conv1" */
 } rn_node;
@@ -71,13 +72,19 @@ typedef enum rn_shortcut {
     RN_SHORTCUT_B, /* identity; 1x1 conv + BN projection where it changes */
     RN_SHORTCUT_C, /* 1x1 conv + BN projection on every block */
     RN_SHORTCUT_NONE, /* plain network */
+    RN_SHORTCUT_DEFAULT, /* the architecture's own: A for the CIFAR basic
+                          * blocks, B for torchvision's and the bottleneck
+                          * pre-activation networks */
 } rn_shortcut;
 
 typedef struct rn_model_config {
-    char arch[32]; /* resnet20 ... resnet110, plain20 ... plain110, d2l-resnet18 */
+    char arch[32]; /* one of rn_model_names() */
     int in_c, in_h, in_w;
     int classes;
-    rn_shortcut shortcut; /* CIFAR networks only */
+    rn_shortcut shortcut; /* rn_model_create resolves RN_SHORTCUT_DEFAULT */
+    /* Bottleneck blocks: stride on the first 1x1 convolution, as in He et
+     * al. (2015), instead of on the 3x3 one, as torchvision ("v1.5"). */
+    int stride_in_1x1;
 } rn_model_config;
 
 typedef struct rn_model {
@@ -105,7 +112,7 @@ rn_status rn_model_create(const rn_model_config *config, rn_model **out);
 void rn_model_destroy(rn_model *model);
 /* Space-separated list of the architectures rn_model_create accepts. */
 const char *rn_model_names(void);
-/* Parse "A", "B", "C" (case-insensitive). */
+/* Parse "A", "B", "C" or "default" (case-insensitive). */
 rn_status rn_shortcut_parse(const char *text, rn_shortcut *out);
 const char *rn_shortcut_name(rn_shortcut shortcut);
 

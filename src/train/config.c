@@ -16,7 +16,7 @@ void rn_train_config_default(rn_train_config *c)
 {
     memset(c, 0, sizeof *c);
     snprintf(c->model, sizeof c->model, "resnet20");
-    c->shortcut = RN_SHORTCUT_A;
+    c->shortcut = RN_SHORTCUT_DEFAULT;
     snprintf(c->data_dir, sizeof c->data_dir, "%s", RN_FASHION_MNIST_DIR);
     c->batch_size = 128;
     c->eval_batch_size = 128;
