@@ -25,7 +25,8 @@ static const char BENCH_HELP[] =
     "  -b, --batch-size N images per step (default 128)\n"
     "  --input CxHxW      input shape (default 3x32x32)\n"
     "  --classes N        number of classes (default 10)\n"
-    "  --shortcut A|B|C   shortcut option of the CIFAR networks (default A)\n"
+    "  --shortcut A|B|C   shortcut option (default: the model's own)\n"
+    "  --stride-in-1x1    bottleneck networks: stride on the first 1x1 convolution\n"
     "  --steps N          timed steps (default 20)\n"
     "  --warmup N         untimed steps first (default 3)\n"
     "  --threads N        OpenMP threads (0: all cores)\n"
@@ -41,7 +42,7 @@ static double now_seconds(void)
 static int takes_value(const char *name)
 {
     static const char *const valued[] = {"model", "batch-size", "input", "classes", "shortcut", "steps", "warmup", "threads", "format", NULL};
-    static const char *const switches[] = {"help", NULL};
+    static const char *const switches[] = {"help", "stride-in-1x1", NULL};
     return rn_args_classify(name, valued, switches);
 }
 
@@ -86,6 +87,8 @@ int cmd_bench(int argc, char **argv)
         } else if (!strcmp(name, "shortcut")) {
             if (rn_shortcut_parse(value, &cfg.shortcut) != RN_OK)
                 return rn_usage_error("bench", "%s", rn_last_error());
+        } else if (!strcmp(name, "stride-in-1x1")) {
+            cfg.stride_in_1x1 = 1;
         } else if (!strcmp(name, "steps")) {
             if (!parse_positive(value, 1, &steps))
                 return rn_usage_error("bench", "invalid --steps '%s'", value);

@@ -6,6 +6,20 @@
 
 #include "resnet.h"
 
+/* The model list printed at the end of --help. */
+#define RN_MODELS_HELP                                                              \
+    "models:\n"                                                                     \
+    "  resnet20 ... resnet110   CIFAR ResNets of He et al. (2015), any depth 6n+2\n" \
+    "  plain20 ... plain110     the same without shortcuts\n"                        \
+    "  preact-resnet20 ... preact-resnet110, preact-resnet164, preact-resnet1001\n"  \
+    "                           pre-activation ResNets (He et al. 2016); 164 and\n"  \
+    "                           1001 have bottleneck blocks\n"                       \
+    "  d2l-resnet18             ResNet-18 of Dive into Deep Learning\n"               \
+    "  resnet18 resnet34 resnet50 resnet101 resnet152 resnext50_32x4d\n"             \
+    "  resnext101_32x8d wide_resnet50_2 wide_resnet101_2\n"                          \
+    "                           torchvision's ImageNet networks (resnet50 and\n"     \
+    "                           resnet152 are these, not CIFAR depths)\n"
+
 /* Exit statuses of the command. */
 enum {
     RN_EXIT_OK = 0,

@@ -7,14 +7,21 @@
 
 static const char INFO_HELP[] =
     "usage: resnet info --model NAME [--input CxHxW] [--classes N] [--shortcut A|B|C]\n"
+    "                   [--stride-in-1x1]\n"
     "\n"
     "Print the layers of a model with their output shapes, parameters and\n"
     "multiply-accumulates (MACs) for one image, and the totals.\n"
     "\n"
-    "  --model NAME      resnet20|32|44|56|110, plain20|32|44|56|110, d2l-resnet18\n"
+    "  --model NAME      a name from the list below\n"
     "  --input CxHxW     input shape (default 1x28x28, Fashion-MNIST)\n"
     "  --classes N       number of classes (default 10)\n"
-    "  --shortcut A|B|C  shortcut option of the CIFAR networks (default A)\n";
+    "  --shortcut A|B|C  A zero-padding identity (the CIFAR networks' default),\n"
+    "                    B projection where the shape changes (torchvision's),\n"
+    "                    C projections everywhere\n"
+    "  --stride-in-1x1   bottleneck networks: stride on the first 1x1 convolution\n"
+    "                    (the paper) instead of the 3x3 one (torchvision)\n"
+    "\n"
+    RN_MODELS_HELP;
 
 static const char *kind_name(rn_node_kind kind)
 {
@@ -46,7 +53,7 @@ static void print_grouped(char *buf, size_t size, long long n)
 static int takes_value(const char *name)
 {
     static const char *const valued[] = {"model", "input", "classes", "shortcut", NULL};
-    static const char *const switches[] = {"help", NULL};
+    static const char *const switches[] = {"help", "stride-in-1x1", NULL};
     return rn_args_classify(name, valued, switches);
 }
 
@@ -78,6 +85,8 @@ int cmd_info(int argc, char **argv)
         } else if (!strcmp(name, "shortcut")) {
             if (rn_shortcut_parse(value, &cfg.shortcut) != RN_OK)
                 return rn_usage_error("info", "%s", rn_last_error());
+        } else if (!strcmp(name, "stride-in-1x1")) {
+            cfg.stride_in_1x1 = 1;
         } else {
             return rn_usage_error("info", "unknown option '--%s'", name);
         }
@@ -93,7 +102,7 @@ int cmd_info(int argc, char **argv)
         return rn_report_failure("info", status);
 
     printf("%s, input %dx%dx%d, %d classes", cfg.arch, cfg.in_c, cfg.in_h, cfg.in_w, cfg.classes);
-    if (!strncmp(cfg.arch, "resnet", 6))
+    if (m->config.shortcut != RN_SHORTCUT_NONE)
         printf(", shortcut option %s", rn_shortcut_name(m->config.shortcut));
     printf("\n\n%-4s %-24s %-11s %-16s %12s %14s\n", "#", "layer", "type", "output (CxHxW)",
            "parameters", "MACs");

@@ -27,10 +27,12 @@ static const char TRAIN_HELP[] =
     "                         lr 0.05, 10 epochs, plain SGD, Xavier, no normalization\n"
     "                         Options after the recipe override it.\n"
     "model:\n"
-    "  --model NAME           resnet20|32|44|56|110, plain20|32|44|56|110, d2l-resnet18\n"
-    "                         (any 6n+2 depth works for resnetN and plainN)\n"
-    "  --shortcut A|B|C       CIFAR networks: A zero-padding identity (default),\n"
-    "                         B projection where the shape changes, C projections everywhere\n"
+    "  --model NAME           a name from the list at the end (default resnet20)\n"
+    "  --shortcut A|B|C       A zero-padding identity (the CIFAR networks' default),\n"
+    "                         B projection where the shape changes (torchvision's),\n"
+    "                         C projections everywhere\n"
+    "  --stride-in-1x1        bottleneck networks: stride on the first 1x1 convolution\n"
+    "                         (the paper) instead of the 3x3 one (torchvision)\n"
     "  --init kaiming|xavier  Kaiming normal (fan_out) or Xavier uniform conv/linear weights\n"
     "  --zero-init-residual   start the last BN scale of every residual block at 0\n"
     "data:\n"
@@ -70,13 +72,15 @@ static const char TRAIN_HELP[] =
     "Ctrl-C (or SIGTERM) finishes the current step, writes last.safetensors and\n"
     "exits with status 130; resume with --resume RUN/last.safetensors, which\n"
     "writes into RUN unless --output-dir is given. Exit status 2 means an invalid\n"
-    "option, 1 a runtime failure.\n";
+    "option, 1 a runtime failure.\n"
+    "\n"
+    RN_MODELS_HELP;
 
 static const char *const TRAIN_SHORTS[] = {"b", "batch-size", "h", "help", NULL};
 
 static const char *const TRAIN_SWITCHES[] = {
     "help", "nesterov", "no-nesterov", "zero-init-residual", "no-zero-init-residual",
-    "flip", "no-flip", NULL,
+    "flip", "no-flip", "stride-in-1x1", "no-stride-in-1x1", NULL,
 };
 
 static const char *const TRAIN_VALUED[] = {

@@ -6,8 +6,12 @@ of the same name, so safetensors files move between the two unchanged:
   resnet20 ... resnet110   CIFAR 6n+2 ResNets (He et al. 2015, section 4.2),
                            shortcut option A, B or C
   plain20 ... plain110     the same networks without shortcuts
+  preact-resnetN           pre-activation ResNets (He et al. 2016), basic
+                           blocks at depth 6n+2, bottlenecks at 164 and 1001
   d2l-resnet18             ResNet-18 of Dive into Deep Learning (PyTorch
                            edition, d2l 0.17), an nn.Sequential
+  resnet18 ... resnet152,  torchvision's own models (torchvision.models),
+  resnext*, wide_resnet*   whose names resnet.c shares
 
 Run as a script to print a model's parameter count or its state_dict keys:
 
@@ -22,8 +26,13 @@ import torch.nn.functional as F
 from torch import nn
 
 CIFAR_DEPTHS = (20, 32, 44, 56, 110)
+TORCHVISION_NAMES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+                     "resnext50_32x4d", "resnext101_32x8d", "wide_resnet50_2",
+                     "wide_resnet101_2")
 MODEL_NAMES = tuple(f"resnet{d}" for d in CIFAR_DEPTHS) + \
-    tuple(f"plain{d}" for d in CIFAR_DEPTHS) + ("d2l-resnet18",)
+    tuple(f"plain{d}" for d in CIFAR_DEPTHS) + \
+    tuple(f"preact-resnet{d}" for d in CIFAR_DEPTHS + (164, 1001)) + \
+    ("d2l-resnet18",) + TORCHVISION_NAMES
 SHORTCUTS = ("A", "B", "C")
 
 
@@ -122,6 +131,88 @@ class CifarResNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
+# ---------------------------------------------------- pre-activation ResNets
+
+class PreActBlock(nn.Module):
+    """BN-ReLU-conv twice (three times with a bottleneck), plus the shortcut,
+    with nothing after the addition. A shortcut that is not the identity
+    (option A where the shape changes, or a 1x1 projection without BN under
+    `downsample.0`) reads relu(bn1(x)), not x."""
+
+    def __init__(self, in_channels, planes, stride, shortcut, bottleneck):
+        super().__init__()
+        out_channels = planes * 4 if bottleneck else planes
+        self.bottleneck = bottleneck
+        self.bn1 = nn.BatchNorm2d(in_channels)
+        if bottleneck:
+            self.conv1 = nn.Conv2d(in_channels, planes, 1, 1, 0, bias=False)
+            self.bn2 = nn.BatchNorm2d(planes)
+            self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+            self.bn3 = nn.BatchNorm2d(planes)
+            self.conv3 = nn.Conv2d(planes, out_channels, 1, 1, 0, bias=False)
+        else:
+            self.conv1 = nn.Conv2d(in_channels, planes, 3, stride, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(planes)
+            self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+
+        shape_changes = stride != 1 or in_channels != out_channels
+        self.downsample = None
+        self.pad_shortcut = None
+        if shortcut == "C" or (shortcut == "B" and shape_changes):
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, 0, bias=False))
+        elif shape_changes:
+            self.pad_shortcut = ShortcutA(in_channels, out_channels, stride)
+
+    def forward(self, x):
+        act = F.relu(self.bn1(x))
+        y = self.conv1(act)
+        y = self.conv2(F.relu(self.bn2(y)))
+        if self.bottleneck:
+            y = self.conv3(F.relu(self.bn3(y)))
+        if self.downsample is not None:
+            x = self.downsample(act)
+        elif self.pad_shortcut is not None:
+            x = self.pad_shortcut(act)
+        return y + x
+
+
+class PreActResNet(nn.Module):
+    """The pre-activation networks for CIFAR: a 3x3 stem with 16 filters,
+    three stages of n blocks at 16, 32 and 64 planes, the final BN-ReLU
+    (`bn`), global average pooling and a linear classifier."""
+
+    def __init__(self, depth, in_channels=3, classes=10, shortcut=None):
+        super().__init__()
+        bottleneck = depth in (164, 1001)
+        if bottleneck:
+            n = (depth - 2) // 9
+        elif depth >= 8 and (depth - 2) % 6 == 0:
+            n = (depth - 2) // 6
+        else:
+            raise ValueError(f"invalid depth {depth}: expected 6n+2, 164 or 1001")
+        if shortcut is None:
+            shortcut = "B" if bottleneck else "A"
+        self.conv1 = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
+        channels = 16
+        for stage in range(3):
+            planes = 16 << stage
+            blocks = []
+            for b in range(n):
+                stride = 2 if stage > 0 and b == 0 else 1
+                blocks.append(PreActBlock(channels, planes, stride, shortcut, bottleneck))
+                channels = planes * 4 if bottleneck else planes
+            setattr(self, f"layer{stage + 1}", nn.Sequential(*blocks))
+        self.bn = nn.BatchNorm2d(channels)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(channels, classes)
+
+    def forward(self, x):
+        x = self.layer3(self.layer2(self.layer1(self.conv1(x))))
+        x = F.relu(self.bn(x))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
 # ------------------------------------------------------------ d2l ResNet-18
 
 class Residual(nn.Module):
@@ -198,14 +289,37 @@ def init_weights(model, scheme="kaiming", zero_init_residual=False):
     return model
 
 
+def move_stride_to_1x1(model):
+    """Put each bottleneck's stride on conv1, as He et al. (2015) do, instead
+    of on conv2, as torchvision does. The weights keep their shapes."""
+    import torchvision
+    for module in model.modules():
+        if isinstance(module, torchvision.models.resnet.Bottleneck):
+            stride = module.conv2.stride
+            module.conv2.stride = (1, 1)
+            module.conv1.stride = stride
+    return model
+
+
 def build(name, in_channels=3, classes=10, shortcut="A"):
     """Build the model that `resnet --model NAME` builds, Kaiming-initialized.
 
-    `shortcut` applies to resnet20 ... resnet110 only; plain and d2l models
-    ignore it, as resnet.c does.
+    `shortcut` applies to the resnetN and preact-resnetN CIFAR networks only
+    (None: the network's own); the other models ignore it. torchvision's
+    models keep torchvision's initialization and take only 3 input channels.
     """
     if name == "d2l-resnet18":
         return init_weights(d2l_resnet18(in_channels, classes))
+    if name in TORCHVISION_NAMES:
+        import torchvision
+        if in_channels != 3:
+            raise ValueError(f"{name} in torchvision takes 3 input channels, not {in_channels}")
+        return getattr(torchvision.models, name)(num_classes=classes)
+    if name.startswith("preact-resnet") and name[len("preact-resnet"):].isdigit():
+        if shortcut is not None and shortcut.upper() not in SHORTCUTS:
+            raise ValueError(f"invalid shortcut option '{shortcut}': expected A, B or C")
+        return init_weights(PreActResNet(int(name[len("preact-resnet"):]), in_channels,
+                                         classes, shortcut and shortcut.upper()))
     for prefix in ("resnet", "plain"):
         if name.startswith(prefix) and name[len(prefix):].isdigit():
             depth = int(name[len(prefix):])

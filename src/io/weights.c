@@ -86,6 +86,8 @@ rn_status rn_weights_save(const rn_model *model, const rn_sgd *sgd,
         status = rn_st_writer_metadata(&writer, "classes", text);
     if (status == RN_OK)
         status = rn_st_writer_metadata(&writer, "shortcut", rn_shortcut_name(cfg->shortcut));
+    if (status == RN_OK && cfg->stride_in_1x1)
+        status = rn_st_writer_metadata(&writer, "stride_in_1x1", "true");
     for (int k = 0; extra && k < extra->count && status == RN_OK; k++)
         status = rn_st_writer_metadata(&writer, extra->keys[k], extra->values[k]);
 
@@ -135,6 +137,11 @@ rn_status rn_weights_read_config(const rn_safetensors *file, rn_model_config *co
         rn_shortcut_parse(shortcut, &config->shortcut) != RN_OK)
         return rn_error(RN_ERR_FORMAT, "%s: metadata 'shortcut' is '%s', expected A, B, "
                         "C or none", file->path, shortcut);
+    const char *stride = rn_safetensors_metadata(file, "stride_in_1x1");
+    if (stride && strcmp(stride, "true") && strcmp(stride, "false"))
+        return rn_error(RN_ERR_FORMAT, "%s: metadata 'stride_in_1x1' is '%s', expected "
+                        "true or false", file->path, stride);
+    config->stride_in_1x1 = stride && !strcmp(stride, "true");
     return RN_OK;
 }
 

@@ -218,6 +218,8 @@ rn_status rn_train_config_set(rn_train_config *c, const char *key, const char *v
             return bad_value(key, value, "kaiming or xavier");
     } else if (!strcmp(key, "zero-init-residual")) {
         return parse_bool(key, value, &c->zero_init_residual);
+    } else if (!strcmp(key, "stride-in-1x1")) {
+        return parse_bool(key, value, &c->stride_in_1x1);
     } else if (!strcmp(key, "seed")) {
         char *end;
         errno = 0;
@@ -332,14 +334,15 @@ int rn_train_config_format(const rn_train_config *c, char *buf, int size)
         snprintf(resize, sizeof resize, "%dx%d", c->augment.resize_h, c->augment.resize_w);
 
     return snprintf(buf, size,
-                    "model=%s\nshortcut=%s\ndata=%s\nbatch-size=%d\neval-batch-size=%d\n"
+                    "model=%s\nshortcut=%s\nstride-in-1x1=%s\ndata=%s\nbatch-size=%d\neval-batch-size=%d\n"
                     "epochs=%d\nlr=%s\nmomentum=%s\nwd=%s\nnesterov=%s\n"
                     "lr-scheduler=%s\nlr-step-size=%d\nlr-gamma=%s\n%s%s%s"
                     "lr-warmup-epochs=%s\nlr-warmup-decay=%s\nlabel-smoothing=%s\n"
                     "init=%s\nzero-init-residual=%s\nseed=%llu\nthreads=%d\npad=%d\n"
                     "flip=%s\nresize=%s\nnormalize=%s\ntrain-limit=%lld\ntest-limit=%lld\n"
                     "output-dir=%s\n",
-                    c->model, rn_shortcut_name(c->shortcut), c->data_dir, c->batch_size,
+                    c->model, rn_shortcut_name(c->shortcut), bool_text(c->stride_in_1x1),
+                    c->data_dir, c->batch_size,
                     c->eval_batch_size, c->epochs, lr, momentum, wd,
                     bool_text(c->sgd.nesterov),
                     rn_schedule_kind_name(c->schedule.kind), c->schedule.step_size, gamma, milestones[0] ? "lr-milestones=" : "", milestones,

@@ -26,6 +26,7 @@ typedef struct rn_train_config {
     float label_smoothing;
     rn_init init;
     int zero_init_residual;
+    int stride_in_1x1; /* rn_model_config.stride_in_1x1 */
     uint64_t seed;
     int threads; /* 0: all cores */
     rn_augment augment;

@@ -292,7 +292,8 @@ static rn_status load_data(trainer *t)
 static rn_status build_model(trainer *t)
 {
     const rn_train_config *c = t->config;
-    rn_model_config mc = {.classes = t->train.num_classes, .shortcut = c->shortcut};
+    rn_model_config mc = {.classes = t->train.num_classes, .shortcut = c->shortcut,
+                          .stride_in_1x1 = c->stride_in_1x1};
     snprintf(mc.arch, sizeof mc.arch, "%s", c->model);
     rn_loader_sample_shape(t->train_loader, &mc.in_c, &mc.in_h, &mc.in_w);
     RN_TRY(rn_model_create(&mc, &t->model));
