@@ -174,13 +174,17 @@ TEST(image_png_gray_and_alpha)
     rn_image_free(&image);
     CHECK_OK(rn_image_read(gray_path, 3, &image));
     CHECK(image.channels == 3);
-    CHECK(image.pixels[5] == 100 && image.pixels[12 + 5] == 100 && image.pixels[24 + 5] == 100);
+    CHECK(image.pixels[5] == 100);
+    CHECK(image.pixels[12 + 5] == 100);
+    CHECK(image.pixels[24 + 5] == 100);
     rn_image_free(&image);
 
     /* Alpha is dropped, not composited. */
     CHECK_OK(rn_image_read(rgba_path, 0, &image));
     CHECK(image.channels == 3);
-    CHECK(image.pixels[0] == 0 && image.pixels[12] == 60 && image.pixels[24] == 120);
+    CHECK(image.pixels[0] == 0);
+    CHECK(image.pixels[12] == 60);
+    CHECK(image.pixels[24] == 120);
     CHECK(image.pixels[24 + 11] == 131);
     rn_image_free(&image);
     CHECK_OK(rn_image_read(ga_path, 0, &image));
@@ -221,7 +225,9 @@ TEST(image_jpeg_rgb_and_gray)
 
     /* JPEG is lossy: flat colours come back within a few levels. */
     CHECK_OK(rn_image_read(rgb_path, 0, &image));
-    CHECK(image.channels == 3 && image.height == 16 && image.width == 16);
+    CHECK(image.channels == 3);
+    CHECK(image.height == 16);
+    CHECK(image.width == 16);
     CHECK_CLOSE(image.pixels[0], 200, 3, 0);
     CHECK_CLOSE(image.pixels[256 + 17], 40, 3, 0);
     CHECK_CLOSE(image.pixels[512 + 255], 90, 3, 0);
@@ -315,8 +321,11 @@ TEST(image_crop_copies_window)
         pixels[p] = (uint8_t)p;
     rn_image src = {.channels = 2, .height = 4, .width = 4, .pixels = pixels}, dst;
     CHECK_OK(rn_image_crop(&src, 1, 2, 2, 2, &dst));
-    CHECK(dst.pixels[0] == 6 && dst.pixels[1] == 7 && dst.pixels[2] == 10);
-    CHECK(dst.pixels[4] == 22 && dst.pixels[7] == 27);
+    CHECK(dst.pixels[0] == 6);
+    CHECK(dst.pixels[1] == 7);
+    CHECK(dst.pixels[2] == 10);
+    CHECK(dst.pixels[4] == 22);
+    CHECK(dst.pixels[7] == 27);
     rn_image_free(&dst);
     CHECK_FAILS(rn_image_crop(&src, 3, 0, 2, 2, &dst), RN_ERR_INVALID, "invalid crop");
 }
@@ -365,7 +374,9 @@ TEST(cifar10_loads_records)
 
     CHECK_OK(rn_dataset_load(RN_DATA_FORMAT_CIFAR10, dir, 1, NULL, &train));
     CHECK(train.count == 10);
-    CHECK(train.channels == 3 && train.height == 32 && train.width == 32);
+    CHECK(train.channels == 3);
+    CHECK(train.height == 32);
+    CHECK(train.width == 32);
     CHECK(train.num_classes == 10);
     CHECK(train.labels[7] == 7);
     CHECK(train.images[7 * 3072] == 7);              /* red plane of record 7 */
@@ -412,7 +423,8 @@ TEST(cifar10_bad_files)
     CHECK_FAILS(rn_dataset_load_cifar10(dir, 1, &data), RN_ERR_FORMAT, "6145 bytes");
     CHECK_FAILS(rn_dataset_load_cifar10(dir, 1, &data), RN_ERR_FORMAT, "3073-byte record");
     CHECK_FAILS(rn_dataset_load_cifar10(dir, 1, &data), RN_ERR_FORMAT, "data_batch_3.bin");
-    CHECK(data.count == 0 && data.images == NULL);
+    CHECK(data.count == 0);
+    CHECK(data.images == NULL);
 
     /* A label above 9. */
     write_cifar(path, 0, 2);
@@ -498,10 +510,14 @@ TEST(imagefolder_lists_sorted_classes)
     CHECK(strcmp(train.class_names[0], "ant") == 0);
     CHECK(strcmp(train.class_names[2], "cat") == 0);
     CHECK(train.channels == 3); /* colour files make the set RGB */
-    CHECK(train.height == 8 && train.width == 8);
-    CHECK(train.images == NULL && train.paths != NULL);
+    CHECK(train.height == 8);
+    CHECK(train.width == 8);
+    CHECK(train.images == NULL);
+    CHECK(train.paths != NULL);
     CHECK(strstr(train.paths[3], "bird/b0.jpg") != NULL); /* files sorted by name */
-    CHECK(train.labels[0] == 0 && train.labels[3] == 1 && train.labels[5] == 2);
+    CHECK(train.labels[0] == 0);
+    CHECK(train.labels[3] == 1);
+    CHECK(train.labels[5] == 2);
     /* Red mean over 5 colour images and one gray 100 image of equal size. */
     CHECK_CLOSE(train.mean[0], (4 * 250 + 10 + 100) / 6.0 / 255.0, 2e-3, 0);
 
@@ -513,7 +529,8 @@ TEST(imagefolder_lists_sorted_classes)
     CHECK_OK(rn_dataset_load(RN_DATA_FORMAT_IMAGEFOLDER, dir, 0, &options, &val));
     CHECK(val.count == 2);
     CHECK(val.num_classes == 3);
-    CHECK(val.labels[0] == 0 && val.labels[1] == 2);
+    CHECK(val.labels[0] == 0);
+    CHECK(val.labels[1] == 2);
     rn_dataset_free(&val);
 
     /* Only gray files: one channel. */
@@ -568,7 +585,8 @@ TEST(imagefolder_bad_inputs_say_what_to_do)
                 RN_ERR_FORMAT, "pass --resize");
     rn_dataset_options resized = {.resized = 1};
     CHECK_OK(rn_dataset_load(RN_DATA_FORMAT_IMAGEFOLDER, dir, 1, &resized, &data));
-    CHECK(data.height == 0 && data.width == 0);
+    CHECK(data.height == 0);
+    CHECK(data.width == 0);
     rn_dataset_free(&data);
 
     /* A text file and a truncated PNG are named. */
@@ -619,7 +637,7 @@ TEST(imagefolder_loader_decodes_in_thread)
     CHECK(rn_loader_next(loader, &images, &labels, &n) == 0);
 
     /* A file that breaks after the data set was opened fails the batch
-     * that holds it, naming it, and the failure persists until the next
+     * that contains it, naming it, and the failure persists until the next
      * epoch. */
     snprintf(path, sizeof path, "%s/train/bird/b1.png", dir);
     truncate_file(path, 30);
@@ -650,7 +668,9 @@ TEST(imagefolder_mixed_sizes_need_resize_in_loader)
     CHECK_OK(rn_loader_create(&train, &cfg, &loader));
     int channels, height, width;
     rn_loader_sample_shape(loader, &channels, &height, &width);
-    CHECK(channels == 3 && height == 4 && width == 4);
+    CHECK(channels == 3);
+    CHECK(height == 4);
+    CHECK(width == 4);
     const float *images;
     const int32_t *labels;
     int n;
@@ -830,7 +850,11 @@ static void write_colour_split(const char *dir, const char *split, int per_class
         for (int i = 0; i < per_class; i++) {
             for (int p = 0; p < 16 * 16 * 3; p++) {
                 int value = colours[k][p % 3] + (int)rn_rng_below(&rng, 81) - 40;
-                pixels[p] = (uint8_t)(value < 0 ? 0 : value > 255 ? 255 : value);
+                if (value < 0)
+                    value = 0;
+                if (value > 255)
+                    value = 255;
+                pixels[p] = (uint8_t)value;
             }
             snprintf(path, sizeof path, "%s/%s/%s/%d.%s", dir, split, names[k], i,
                      i % 2 ? "png" : "jpg");

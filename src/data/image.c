@@ -384,8 +384,11 @@ rn_status rn_image_resize(const rn_image *src, int height, int width, rn_image *
                     for (int k = 0; k < t->count; k++)
                         sum += t->weights[k] * rows[(size_t)(t->first + k) * width + x];
                     long rounded = lroundf(sum);
-                    out[(size_t)y * width + x] =
-                        (uint8_t)(rounded < 0 ? 0 : rounded > 255 ? 255 : rounded);
+                    if (rounded < 0)
+                        rounded = 0;
+                    if (rounded > 255)
+                        rounded = 255;
+                    out[(size_t)y * width + x] = (uint8_t)rounded;
                 }
             }
         }

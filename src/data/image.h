@@ -3,7 +3,8 @@
  *
  * Pixels are planar, (channels, height, width), the layout of the data sets
  * and of the network's input. Channel conversion follows PIL's
- * Image.convert, so that images match what torchvision sees:
+ * Image.convert, so that the pixels equal those torchvision's PIL loader
+ * produces:
  *   - grayscale to RGB copies the gray value into R, G and B;
  *   - RGB to grayscale is the ITU-R 601-2 luma
  *     L = (19595 R + 38470 G + 7471 B + 32768) >> 16;
