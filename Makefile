@@ -21,7 +21,7 @@ MULTIARCH    := $(shell $(CC) -print-multiarch)
 OPENBLAS_DIR ?= /usr/lib/$(MULTIARCH)/openblas-openmp
 CFLAGS  += -I/usr/include/$(MULTIARCH)/openblas-openmp
 LDFLAGS += -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR)
-LDLIBS  = -lopenblas -lz -lpthread -lm
+LDLIBS  = -lopenblas -lpng -ljpeg -lz -lpthread -lm
 LDFLAGS += -fopenmp
 
 LIB_SRC  = $(wildcard src/*/*.c)

@@ -66,6 +66,7 @@ int rn_parse_shape(const char *text, int *c, int *h, int *w);
 
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 

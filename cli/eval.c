@@ -7,7 +7,7 @@
 #include "core/status.h"
 #include "data/dataset.h"
 #include "data/loader.h"
-#include "io/json.h"
+#include "data/preprocess.h"
 #include "io/safetensors.h"
 #include "io/weights.h"
 #include "kernels/gemm.h"
@@ -22,60 +22,22 @@ static const char EVAL_HELP[] =
     "The architecture and preprocessing come from the file's metadata.\n"
     "\n"
     "  --weights FILE      safetensors file written by resnet train\n"
-    "  --data DIR          directory with t10k-images-idx3-ubyte[.gz] and labels\n"
-    "                      (default /usr/share/datasets/fashion-mnist)\n"
+    "  --data DIR          directory of the data set (default\n"
+    "                      /usr/share/datasets/fashion-mnist)\n"
+    "  --data-format F     idx: t10k-images-idx3-ubyte[.gz] and labels (the default)\n"
+    "                      imagefolder: DIR/val/<class>/<image> (or DIR/test/...), with\n"
+    "                      folders named as the classes stored in the weights file\n"
+    "                      cifar10: test_batch.bin\n"
     "  -b, --batch-size N  images per batch (default 256); results do not depend on it\n"
     "  --test-limit N      evaluate the first N test images only (0: all)\n"
     "  --threads N         OpenMP threads (0: all cores)\n";
 
 static int takes_value(const char *name)
 {
-    static const char *const valued[] = {"weights", "data", "batch-size", "test-limit", "threads", NULL};
+    static const char *const valued[] = {"weights", "data", "data-format", "batch-size",
+                                         "test-limit", "threads", NULL};
     static const char *const switches[] = {"help", NULL};
     return rn_args_classify(name, valued, switches);
-}
-
-/* The preprocessing recorded by resnet train; absent keys mean none. */
-static rn_status read_preprocessing(const rn_safetensors *file, rn_augment *aug)
-{
-    const char *normalize = rn_safetensors_metadata(file, "normalize");
-    const char *resize = rn_safetensors_metadata(file, "resize");
-
-    memset(aug, 0, sizeof *aug);
-    if (normalize && strcmp(normalize, "none") != 0) {
-        float *v = aug->mean;
-        if (sscanf(normalize, "%f,%f,%f,%f,%f,%f", &v[0], &v[1], &v[2], &aug->std[0],
-                   &aug->std[1], &aug->std[2]) != 6)
-            return rn_error(RN_ERR_FORMAT, "%s: metadata 'normalize' is '%s', expected six "
-                            "comma-separated numbers or none", file->path, normalize);
-        aug->normalize = 1;
-    }
-    if (resize && strcmp(resize, "none") != 0 &&
-        sscanf(resize, "%dx%d", &aug->resize_h, &aug->resize_w) != 2)
-        return rn_error(RN_ERR_FORMAT, "%s: metadata 'resize' is '%s', expected HxW or none",
-                        file->path, resize);
-    return RN_OK;
-}
-
-/* Class names from the "class_names" metadata (a JSON array of strings),
- * else Fashion-MNIST's when there are 10 classes, else numbers. */
-static void class_names(const rn_safetensors *file, int classes, char names[][32])
-{
-    const char *text = rn_safetensors_metadata(file, "class_names");
-    rn_json *json = NULL;
-    for (int k = 0; k < classes; k++) {
-        if (classes == 10)
-            snprintf(names[k], 32, "%s", rn_fashion_mnist_classes()[k]);
-        else
-            snprintf(names[k], 32, "class %d", k);
-    }
-    if (text && rn_json_parse(text, strlen(text), &json) == RN_OK &&
-        json->type == RN_JSON_ARRAY && (int)json->item_count == classes) {
-        for (int k = 0; k < classes; k++)
-            if (json->items[k]->type == RN_JSON_STRING)
-                snprintf(names[k], 32, "%s", json->items[k]->string);
-    }
-    rn_json_free(json);
 }
 
 int cmd_eval(int argc, char **argv)
@@ -85,6 +47,7 @@ int cmd_eval(int argc, char **argv)
     const char *name, *value, *weights = NULL, *data_dir = RN_FASHION_MNIST_DIR;
     int r, mb = 256, threads = 0;
     long long limit = 0;
+    rn_data_format format = RN_DATA_FORMAT_IDX;
 
     while ((r = rn_args_next(&args, shorts, takes_value, &name, &value)) > 0) {
         char *end;
@@ -95,6 +58,9 @@ int cmd_eval(int argc, char **argv)
             weights = value;
         } else if (!strcmp(name, "data")) {
             data_dir = value;
+        } else if (!strcmp(name, "data-format")) {
+            if (rn_data_format_parse(value, &format) != RN_OK)
+                return rn_usage_error("eval", "%s", rn_last_error());
         } else if (!strcmp(name, "batch-size")) {
             mb = (int)strtol(value, &end, 10);
             if (end == value || *end || mb < 1 || mb > 65536)
@@ -115,6 +81,9 @@ int cmd_eval(int argc, char **argv)
         return RN_EXIT_USAGE;
     if (!weights)
         return rn_usage_error("eval", "--weights FILE is required");
+    if (format != RN_DATA_FORMAT_IDX && !strcmp(data_dir, RN_FASHION_MNIST_DIR))
+        return rn_usage_error("eval", "--data-format %s needs --data DIR, the folder of the "
+                              "data set", rn_data_format_name(format));
 
     rn_threads_set(threads);
     rn_safetensors file = {0};
@@ -122,8 +91,9 @@ int cmd_eval(int argc, char **argv)
     rn_model *model = NULL;
     rn_plan *plan = NULL;
     rn_loader *loader = NULL;
-    rn_model_config mc;
-    rn_augment aug;
+    rn_model_config mc = {0};
+    rn_preprocess preprocess;
+    char **names = NULL;
     int64_t *confusion = NULL;
     int exit_code = RN_EXIT_FAILURE;
 
@@ -131,30 +101,39 @@ int cmd_eval(int argc, char **argv)
     if (status == RN_OK)
         status = rn_weights_read_config(&file, &mc);
     if (status == RN_OK)
-        status = read_preprocessing(&file, &aug);
+        status = rn_preprocess_from_metadata(&file, &mc, &preprocess);
+    if (status == RN_OK)
+        status = rn_weights_read_class_names(&file, mc.classes, &names);
     if (status == RN_OK)
         status = rn_error_prefix(rn_model_create(&mc, &model),
                                  "%s: the metadata describes no valid model: ", weights);
     if (status == RN_OK)
         status = rn_weights_apply(model, NULL, &file);
-    if (status == RN_OK)
-        status = rn_dataset_load_mnist(data_dir, 0, &test);
+    if (status == RN_OK) {
+        /* Image folders map their folder names to the stored class names. */
+        rn_dataset_options options = {
+            .channels = mc.in_c, .class_names = (const char *const *)names,
+            .class_count = mc.classes, .resized = preprocess.augment.resize_h > 0,
+        };
+        status = rn_dataset_load(format, data_dir, 0, &options, &test);
+    }
     if (status == RN_OK)
         status = rn_dataset_slice(&test, 0, limit > 0 && limit < test.count ? limit : test.count,
                                   &view);
     if (status == RN_OK) {
         int h, w;
-        rn_augment_output_size(&aug, view.height, view.width, &h, &w);
+        rn_augment_output_size(&preprocess.augment, view.height, view.width, &h, &w);
         if (view.channels != mc.in_c || h != mc.in_h || w != mc.in_w)
             status = rn_error(RN_ERR_FORMAT, "%s expects %dx%dx%d inputs, but the data in %s "
-                              "gives %dx%dx%d after preprocessing", weights, mc.in_c, mc.in_h,
+                              "gives %dx%dx%d after preprocessing; `resnet predict` resizes "
+                              "and crops images of other sizes", weights, mc.in_c, mc.in_h,
                               mc.in_w, data_dir, view.channels, h, w);
         else if (view.num_classes != mc.classes)
             status = rn_error(RN_ERR_FORMAT, "%s has %d classes, the data set %d", weights,
                               mc.classes, view.num_classes);
     }
     if (status == RN_OK) {
-        rn_loader_config lc = {.batch_size = mb, .augment = aug};
+        rn_loader_config lc = {.batch_size = mb, .augment = preprocess.augment};
         status = rn_loader_create(&view, &lc, &loader);
     }
     if (status == RN_OK)
@@ -169,8 +148,6 @@ int cmd_eval(int argc, char **argv)
         goto done;
     }
 
-    char (*names)[32] = calloc(mc.classes, 32);
-    class_names(&file, mc.classes, names);
     printf("%s: %s, %lld test images from %s\n", weights, mc.arch, (long long)result.count,
            data_dir);
     printf("top-1 accuracy: %.2f%% (%lld of %lld), loss %.4f\n",
@@ -195,10 +172,10 @@ int cmd_eval(int argc, char **argv)
             printf(" %5lld", (long long)confusion[(size_t)k * mc.classes + j]);
         printf("\n");
     }
-    free(names);
     exit_code = RN_EXIT_OK;
 
 done:
+    rn_class_names_free(names, mc.classes);
     free(confusion);
     rn_loader_destroy(loader);
     rn_plan_destroy(plan);

@@ -1,4 +1,4 @@
-/* The `resnet` command: train, eval, info and bench. */
+/* The `resnet` command: train, eval, predict, info and bench. */
 #include <stdio.h>
 #include <string.h>
 
@@ -12,8 +12,9 @@ static void print_usage(FILE *out)
             "Residual networks in plain C.\n"
             "\n"
             "commands:\n"
-            "  train   train a network on Fashion-MNIST (or MNIST) and save checkpoints\n"
+            "  train   train a network on Fashion-MNIST, an image folder or CIFAR-10\n"
             "  eval    evaluate a weights file on the test set\n"
+            "  predict classify PNG and JPEG images with a weights file\n"
             "  info    print a model's layers, parameters and multiply-accumulates\n"
             "  bench   measure training throughput and peak memory\n"
             "\n"
@@ -39,6 +40,8 @@ int main(int argc, char **argv)
         return cmd_train(argc - 2, argv + 2);
     if (!strcmp(command, "eval"))
         return cmd_eval(argc - 2, argv + 2);
+    if (!strcmp(command, "predict"))
+        return cmd_predict(argc - 2, argv + 2);
     if (!strcmp(command, "info"))
         return cmd_info(argc - 2, argv + 2);
     if (!strcmp(command, "bench"))

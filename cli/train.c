@@ -15,6 +15,7 @@ static const char TRAIN_HELP[] =
     "usage: resnet train [OPTIONS]\n"
     "\n"
     "Train a residual network on Fashion-MNIST (IDX files, gzip-compressed or raw),\n"
+    "a folder of PNG or JPEG images per class, or CIFAR-10's binary files;\n"
     "evaluate it on the test set after every epoch, and write a run directory with\n"
     "args, metrics.csv, last.safetensors (checkpoint) and best.safetensors (weights).\n"
     "\n"
@@ -22,9 +23,13 @@ static const char TRAIN_HELP[] =
     "  --recipe NAME          default: resnet20, 8 epochs, batch 128, SGD lr 0.1 with\n"
     "                         Nesterov momentum 0.9, wd 5e-4, cosine schedule with\n"
     "                         0.5 warm-up epochs, label smoothing 0.1, random flip,\n"
-    "                         normalization by Fashion-MNIST's mean and std\n"
+    "                         normalization by the data set's mean and std\n"
     "                         d2l: the book's setup: d2l-resnet18, resize 96, batch 256,\n"
     "                         lr 0.05, 10 epochs, plain SGD, Xavier, no normalization\n"
+    "                         he2015: He et al.'s CIFAR-10 setup: resnet20, batch 128,\n"
+    "                         lr 0.1 divided by 10 at steps 32000 and 48000, stop at\n"
+    "                         64000, momentum 0.9, wd 1e-4, pad 4 with random crop and\n"
+    "                         flip; needs --data DIR with the CIFAR-10 binary files\n"
     "                         Options after the recipe override it.\n"
     "model:\n"
     "  --model NAME           a name from the list at the end (default resnet20)\n"
@@ -36,18 +41,27 @@ static const char TRAIN_HELP[] =
     "  --init kaiming|xavier  Kaiming normal (fan_out) or Xavier uniform conv/linear weights\n"
     "  --zero-init-residual   start the last BN scale of every residual block at 0\n"
     "data:\n"
-    "  --data DIR             directory with train-images-idx3-ubyte[.gz] etc.\n"
-    "                         (default /usr/share/datasets/fashion-mnist)\n"
+    "  --data DIR             directory of the data set (default\n"
+    "                         /usr/share/datasets/fashion-mnist)\n"
+    "  --data-format FORMAT   idx: train-images-idx3-ubyte[.gz] etc. (the default)\n"
+    "                         imagefolder: DIR/train/<class>/<image> and DIR/val/...\n"
+    "                         (or DIR/test/...), PNG or JPEG, classes sorted by name\n"
+    "                         cifar10: data_batch_1.bin ... data_batch_5.bin, test_batch.bin\n"
     "  --pad N                zero padding in pixels before the random crop (0: off)\n"
     "  --flip, --no-flip      random horizontal flip\n"
     "  --resize SIZE|HxW|none bilinear resize before augmentation\n"
-    "  --normalize MEAN,STD|none   subtract mean and divide by std (default 0.2860,0.3530)\n"
+    "  --random-resized-crop MIN[,MAX]|none   crop a random box of MIN to MAX (default 1)\n"
+    "                         of the image's area, aspect ratio 3/4 to 4/3, and resize it\n"
+    "  --normalize MEAN,STD|M1,M2,M3,S1,S2,S3|auto|none   subtract mean, divide by std;\n"
+    "                         auto (the default): the data set's values (Fashion-MNIST\n"
+    "                         0.2860,0.3530; CIFAR-10's; an image folder's, measured)\n"
     "  --train-limit N        train on the first N images only (0: all)\n"
     "  --test-limit N         evaluate on the first N test images only (0: all)\n"
     "optimization:\n"
     "  -b, --batch-size N     images per step\n"
     "  --eval-batch-size N    images per evaluation batch (default 128)\n"
     "  --epochs N             number of epochs\n"
+    "  --max-steps N          stop after N optimizer steps (0: no limit)\n"
     "  --lr LR                peak learning rate\n"
     "  --momentum M           SGD momentum (0: none)\n"
     "  --wd WD                weight decay (L2 penalty on every parameter)\n"
@@ -55,8 +69,9 @@ static const char TRAIN_HELP[] =
     "  --lr-scheduler NAME    constant|step|multistep|cosine\n"
     "  --lr-step-size N       step: epochs between decays, counted from the end of\n"
     "                         the warm-up\n"
-    "  --lr-milestones LIST   multistep: epochs of the decays counted from the start\n"
-    "                         of the run, such as 30,60,80\n"
+    "  --lr-milestones LIST   multistep: epochs (or steps) of the decays counted from\n"
+    "                         the start of the run, such as 30,60,80\n"
+    "  --lr-milestone-unit epoch|step   what --lr-milestones counts (default epoch)\n"
     "  --lr-gamma G           step and multistep: decay factor (default 0.1)\n"
     "  --lr-warmup-epochs E   linear warm-up length in epochs (fractions allowed)\n"
     "  --lr-warmup-decay F    warm-up starts at F times the learning rate (default 0.01)\n"
@@ -66,8 +81,8 @@ static const char TRAIN_HELP[] =
     "  --threads N            OpenMP threads (0: all cores, the default)\n"
     "  --output-dir DIR       run directory (default runs/MODEL-YYYYMMDD-HHMMSS)\n"
     "  --resume FILE          continue the run saved in FILE (a last.safetensors);\n"
-    "                         only --epochs, --threads, --data, --output-dir and\n"
-    "                         --eval-batch-size may change\n"
+    "                         only --epochs, --max-steps, --threads, --data,\n"
+    "                         --output-dir and --eval-batch-size may change\n"
     "\n"
     "Ctrl-C (or SIGTERM) finishes the current step, writes last.safetensors and\n"
     "exits with status 130; resume with --resume RUN/last.safetensors, which\n"
@@ -84,7 +99,8 @@ static const char *const TRAIN_SWITCHES[] = {
 };
 
 static const char *const TRAIN_VALUED[] = {
-    "recipe", "resume", "model", "shortcut", "init", "data", "pad", "resize", "normalize",
+    "recipe", "resume", "model", "shortcut", "init", "data", "data-format", "pad", "resize",
+    "random-resized-crop", "normalize", "max-steps", "lr-milestone-unit",
     "train-limit", "test-limit", "batch-size", "eval-batch-size", "epochs", "lr",
     "momentum", "wd", "weight-decay", "lr-scheduler", "lr-step-size", "lr-milestones",
     "lr-gamma", "lr-warmup-epochs", "lr-warmup-decay", "label-smoothing", "seed",
@@ -175,10 +191,11 @@ static void on_epoch(void *ctx, const rn_epoch_metrics *m)
 {
     (void)ctx;
     printf("epoch %d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %.1f s "
-           "(%.0f img/s) + eval %.1f s%s\n",
+           "(%.0f img/s, %.1f%% waiting for data) + eval %.1f s%s\n",
            m->epoch + 1, m->train_loss, 100.0 * m->train_accuracy, m->test_loss,
-           100.0 * m->test_accuracy, m->train_seconds, m->images_per_sec, m->eval_seconds,
-           m->is_best ? "  [best]" : "");
+           100.0 * m->test_accuracy, m->train_seconds, m->images_per_sec,
+           m->train_seconds > 0 ? 100.0 * m->data_wait_seconds / m->train_seconds : 0.0,
+           m->eval_seconds, m->is_best ? "  [best]" : "");
     fflush(stdout);
 }
 
@@ -275,8 +292,11 @@ int cmd_train(int argc, char **argv)
         rn_train_config_default(&config);
     else if (!strcmp(recipe, "d2l"))
         rn_train_config_d2l(&config);
+    else if (!strcmp(recipe, "he2015"))
+        rn_train_config_he2015(&config);
     else
-        return rn_usage_error("train", "unknown recipe '%s': expected default or d2l", recipe);
+        return rn_usage_error("train", "unknown recipe '%s': expected default, d2l or he2015",
+                              recipe);
 
     if (resume) {
         char *stored;

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Install what resnet.c needs on Debian 12: the compiler, OpenMP, zlib,
-# OpenBLAS (its OpenMP build) and the Fashion-MNIST data set. Runs apt-get
-# only when something is missing; needs root or sudo for that.
+# libpng, libjpeg, OpenBLAS (its OpenMP build) and the Fashion-MNIST data
+# set. Runs apt-get only when something is missing; needs root or sudo for
+# that.
 set -euo pipefail
 
-packages=(gcc make libc6-dev zlib1g-dev libopenblas-openmp-dev dataset-fashion-mnist)
+packages=(gcc make libc6-dev zlib1g-dev libpng-dev libjpeg-dev libopenblas-openmp-dev
+          dataset-fashion-mnist)
 missing=()
 for p in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -1012,7 +1012,7 @@ static rn_dataset synthetic_dataset(void)
         .owns = 1,
     };
     data.images = malloc(SYNTH_COUNT * SYNTH_NUMEL);
-    data.labels = malloc(SYNTH_COUNT);
+    data.labels = malloc(SYNTH_COUNT * sizeof *data.labels);
     RN_ASSERT(data.images && data.labels);
     for (int i = 0; i < SYNTH_COUNT; i++) {
         uint8_t *image = data.images + i * SYNTH_NUMEL;

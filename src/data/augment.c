@@ -27,6 +27,14 @@ rn_status rn_augment_check(const rn_augment *aug, int channels)
                         "or both to 0 to keep the input size",
                         aug->resize_h, aug->resize_w, MAX_RESIZE);
 
+    int crop_on = aug->crop_scale_min != 0.0f || aug->crop_scale_max != 0.0f;
+    if (crop_on && !(aug->crop_scale_min > 0.0f && aug->crop_scale_min <= aug->crop_scale_max &&
+                     aug->crop_scale_max <= 1.0f))
+        return rn_error(RN_ERR_INVALID,
+                        "invalid random resized crop scale %g to %g; expected "
+                        "0 < min <= max <= 1, or both 0 to turn it off",
+                        aug->crop_scale_min, aug->crop_scale_max);
+
     if (!aug->normalize)
         return RN_OK;
     if (channels > RN_AUGMENT_MAX_CHANNELS)
@@ -91,18 +99,27 @@ static void init_unit_scale(void)
         unit_scale[v] = (float)v / 255.0f;
 }
 
+/* A height x width window of a channel plane whose rows are stride bytes
+ * apart: the whole image, or the box of a random resized crop. */
+typedef struct source_box {
+    const uint8_t *origin; /* the box's top-left pixel */
+    int height, width;
+    size_t stride;
+} source_box;
+
 /* Writes one output row of a channel plane: resized row ry (steps 1 and 2)
  * read at column x' + shift_x for output column x, where x' is x mirrored
  * if mirror is set. Columns that fall outside are the zero padding. */
-static void write_row(const uint8_t *plane, int height, int width, int out_height,
-                      int out_width, int ry, int shift_x, int mirror, float *out_row)
+static void write_row(const source_box *box, int out_height, int out_width, int ry,
+                      int shift_x, int mirror, float *out_row)
 {
+    int height = box->height, width = box->width;
     int resizing = out_height != height || out_width != width;
     bilinear_tap ty = {.index0 = ry, .index1 = ry};
     if (resizing)
         ty = bilinear_source(ry, height, out_height);
-    const uint8_t *row0 = plane + (size_t)ty.index0 * width;
-    const uint8_t *row1 = plane + (size_t)ty.index1 * width;
+    const uint8_t *row0 = box->origin + (size_t)ty.index0 * box->stride;
+    const uint8_t *row1 = box->origin + (size_t)ty.index1 * box->stride;
 
     for (int x = 0; x < out_width; x++) {
         int rx = (mirror ? out_width - 1 - x : x) + shift_x;
@@ -122,12 +139,58 @@ static void write_row(const uint8_t *plane, int height, int width, int out_heigh
     }
 }
 
+/* Draws the box of a random resized crop of a height x width image:
+ * (top, left, box_height, box_width). */
+static void random_crop_box(const rn_augment *aug, int height, int width, rn_rng *rng,
+                            int box[4])
+{
+    const double min_ratio = 3.0 / 4.0, max_ratio = 4.0 / 3.0;
+    double area = (double)height * width;
+
+    for (int attempt = 0; attempt < 10; attempt++) {
+        double scale = aug->crop_scale_min +
+                       (aug->crop_scale_max - aug->crop_scale_min) * rn_rng_uniform(rng);
+        double log_ratio = log(min_ratio) + (log(max_ratio) - log(min_ratio)) * rn_rng_uniform(rng);
+        double ratio = exp(log_ratio);
+        int box_width = (int)lround(sqrt(area * scale * ratio));
+        int box_height = (int)lround(sqrt(area * scale / ratio));
+        if (box_width < 1 || box_width > width || box_height < 1 || box_height > height)
+            continue;
+        box[0] = (int)rn_rng_below(rng, (uint32_t)(height - box_height + 1));
+        box[1] = (int)rn_rng_below(rng, (uint32_t)(width - box_width + 1));
+        box[2] = box_height;
+        box[3] = box_width;
+        return;
+    }
+
+    /* Fallback: the largest centred box whose aspect ratio is in range. */
+    double image_ratio = (double)width / height;
+    int box_width = width, box_height = height;
+    if (image_ratio < min_ratio)
+        box_height = (int)lround(width / min_ratio);
+    else if (image_ratio > max_ratio)
+        box_width = (int)lround(height * max_ratio);
+    if (box_height < 1)
+        box_height = 1;
+    if (box_width < 1)
+        box_width = 1;
+    box[0] = (height - box_height) / 2;
+    box[1] = (width - box_width) / 2;
+    box[2] = box_height;
+    box[3] = box_width;
+}
+
 void rn_augment_image(const rn_augment *aug, int train, const uint8_t *src,
                       int channels, int height, int width, float *dst, rn_rng *rng)
 {
     int out_height, out_width;
     rn_augment_output_size(aug, height, width, &out_height, &out_width);
     pthread_once(&unit_scale_once, init_unit_scale);
+
+    /* Step 2's source: the whole image, or a random box of it. */
+    int box[4] = {0, 0, height, width};
+    if (train && aug->crop_scale_max > 0.0f)
+        random_crop_box(aug, height, width, rng, box);
 
     /* Steps 3 and 4 as one mapping: output (y, x) reads resized pixel
      * (y + shift_y, x' + shift_x), where x' is x mirrored if mirror is set,
@@ -143,12 +206,16 @@ void rn_augment_image(const rn_augment *aug, int train, const uint8_t *src,
 
     for (int c = 0; c < channels; c++) {
         const uint8_t *plane = src + (size_t)c * height * width;
+        source_box source = {
+            .origin = plane + (size_t)box[0] * width + box[1],
+            .height = box[2], .width = box[3], .stride = (size_t)width,
+        };
 
         for (int y = 0; y < out_height; y++) {
             float *out_row = dst + ((size_t)c * out_height + y) * out_width;
             int ry = y + shift_y;
             if (ry >= 0 && ry < out_height)
-                write_row(plane, height, width, out_height, out_width, ry, shift_x, mirror, out_row);
+                write_row(&source, out_height, out_width, ry, shift_x, mirror, out_row);
             else
                 memset(out_row, 0, (size_t)out_width * sizeof(float)); /* zero padding */
 

@@ -4,9 +4,11 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/rng.h"
 #include "core/status.h"
+#include "data/image.h"
 
 /* Batch b of an epoch is filled into slot b % SLOT_COUNT, so that the
  * caller can read one slot while the thread fills the other. */
@@ -43,7 +45,17 @@ struct rn_loader {
     int64_t released;  /* batches before this index are no longer read by the caller */
     int worker_busy;
     int stop;
+    rn_status failure;          /* first failure of the epoch's filling, or RN_OK */
+    char failure_message[1024]; /* its message, re-raised in the caller's thread */
+    double wait_seconds;        /* time rn_loader_next spent waiting for batches */
 };
+
+static double monotonic_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
 
 static uint64_t epoch_key(uint64_t seed, int epoch)
 {
@@ -56,7 +68,34 @@ static int batch_length(const rn_loader *loader, int64_t batch)
     return remaining < loader->cfg.batch_size ? (int)remaining : loader->cfg.batch_size;
 }
 
-static void fill_batch(rn_loader *loader, int64_t batch, uint64_t key)
+/* Decodes sample index of a data set of image files and augments it into
+ * dst. Fails naming the file if it cannot be decoded, or if its size no
+ * longer gives the loader's output size. */
+static rn_status decode_sample(const rn_loader *loader, int64_t index, rn_rng *rng, float *dst)
+{
+    const rn_dataset *data = loader->data;
+    const char *path = data->paths[index];
+    rn_image image;
+    int out_height, out_width;
+
+    RN_TRY(rn_image_read(path, data->channels, &image));
+    rn_augment_output_size(&loader->cfg.augment, image.height, image.width, &out_height,
+                           &out_width);
+    if (out_height != loader->out_height || out_width != loader->out_width) {
+        rn_status status = rn_error(RN_ERR_FORMAT, "%s is %dx%d (HxW), but the data set's "
+                                    "images are %dx%d; resize it or pass --resize",
+                                    path, image.height, image.width, loader->out_height,
+                                    loader->out_width);
+        rn_image_free(&image);
+        return status;
+    }
+    rn_augment_image(&loader->cfg.augment, loader->cfg.train, image.pixels, image.channels,
+                     image.height, image.width, dst, rng);
+    rn_image_free(&image);
+    return RN_OK;
+}
+
+static rn_status fill_batch(rn_loader *loader, int64_t batch, uint64_t key)
 {
     const rn_dataset *data = loader->data;
     int slot = (int)(batch % SLOT_COUNT);
@@ -65,19 +104,24 @@ static void fill_batch(rn_loader *loader, int64_t batch, uint64_t key)
 
     for (int k = 0; k < n; k++) {
         int64_t index = loader->order[first + k];
+        float *dst = loader->images[slot] + (size_t)k * loader->sample_numel;
         rn_rng rng;
         rn_rng_seed(&rng, rn_hash64(key ^ rn_hash64(SAMPLE_STREAM ^ (uint64_t)index)));
-        rn_augment_image(&loader->cfg.augment, loader->cfg.train,
-                         data->images + (size_t)index * loader->src_sample_nbytes,
-                         data->channels, data->height, data->width,
-                         loader->images[slot] + (size_t)k * loader->sample_numel, &rng);
+        if (data->paths)
+            RN_TRY(decode_sample(loader, index, &rng, dst));
+        else
+            rn_augment_image(&loader->cfg.augment, loader->cfg.train,
+                             data->images + (size_t)index * loader->src_sample_nbytes,
+                             data->channels, data->height, data->width, dst, &rng);
         loader->labels[slot][k] = data->labels[index];
     }
+    return RN_OK;
 }
 
 static int worker_has_work(const rn_loader *loader)
 {
-    return loader->epoch_started && loader->filled < loader->batches_per_epoch &&
+    return loader->epoch_started && loader->failure == RN_OK &&
+           loader->filled < loader->batches_per_epoch &&
            loader->filled < loader->released + SLOT_COUNT;
 }
 
@@ -97,11 +141,17 @@ static void *worker_main(void *arg)
         loader->worker_busy = 1;
         pthread_mutex_unlock(&loader->mutex);
 
-        fill_batch(loader, batch, key);
+        rn_status status = fill_batch(loader, batch, key);
 
         pthread_mutex_lock(&loader->mutex);
         loader->worker_busy = 0;
-        loader->filled = batch + 1;
+        if (status == RN_OK) {
+            loader->filled = batch + 1;
+        } else {
+            loader->failure = status;
+            snprintf(loader->failure_message, sizeof loader->failure_message, "%s",
+                     rn_last_error());
+        }
         pthread_cond_broadcast(&loader->ready_cond);
     }
     pthread_mutex_unlock(&loader->mutex);
@@ -110,8 +160,12 @@ static void *worker_main(void *arg)
 
 static rn_status check_config(const rn_dataset *data, const rn_loader_config *cfg)
 {
-    if (data->count <= 0 || !data->images || !data->labels)
+    if (data->count <= 0 || (!data->images && !data->paths) || !data->labels)
         return rn_error(RN_ERR_INVALID, "cannot create a loader over an empty data set");
+    if ((data->height < 1 || data->width < 1) &&
+        !(cfg->augment.resize_h > 0 && cfg->augment.resize_w > 0))
+        return rn_error(RN_ERR_INVALID, "the images of the data set differ in size; "
+                        "set a resize so that every sample has the same size");
     if ((uint64_t)data->count > UINT32_MAX)
         return rn_error(RN_ERR_INVALID,
                         "data set of %" PRId64 " samples is too large for the loader "
@@ -230,6 +284,7 @@ rn_status rn_loader_start_epoch_at(rn_loader *loader, int epoch, int64_t first_b
     loader->filled = first_batch;
     loader->delivered = first_batch;
     loader->released = first_batch;
+    loader->failure = RN_OK;
     loader->epoch_started = 1;
     pthread_cond_broadcast(&loader->work_cond);
     pthread_mutex_unlock(&loader->mutex);
@@ -254,8 +309,17 @@ int rn_loader_next(rn_loader *loader, const float **images, const int32_t **labe
         pthread_mutex_unlock(&loader->mutex);
         return 0;
     }
-    while (loader->filled <= loader->delivered)
-        pthread_cond_wait(&loader->ready_cond, &loader->mutex);
+    if (loader->filled <= loader->delivered) {
+        double wait_start = monotonic_seconds();
+        while (loader->filled <= loader->delivered && loader->failure == RN_OK)
+            pthread_cond_wait(&loader->ready_cond, &loader->mutex);
+        loader->wait_seconds += monotonic_seconds() - wait_start;
+    }
+    if (loader->filled <= loader->delivered) {
+        rn_error(loader->failure, "%s", loader->failure_message);
+        pthread_mutex_unlock(&loader->mutex);
+        return -1;
+    }
 
     int64_t batch = loader->delivered++;
     int slot = (int)(batch % SLOT_COUNT);
@@ -264,6 +328,24 @@ int rn_loader_next(rn_loader *loader, const float **images, const int32_t **labe
     *n = batch_length(loader, batch);
     pthread_mutex_unlock(&loader->mutex);
     return 1;
+}
+
+rn_status rn_loader_error(rn_loader *loader)
+{
+    pthread_mutex_lock(&loader->mutex);
+    rn_status status = loader->failure;
+    if (status != RN_OK)
+        rn_error(status, "%s", loader->failure_message);
+    pthread_mutex_unlock(&loader->mutex);
+    return status;
+}
+
+double rn_loader_wait_seconds(rn_loader *loader)
+{
+    pthread_mutex_lock(&loader->mutex);
+    double seconds = loader->wait_seconds;
+    pthread_mutex_unlock(&loader->mutex);
+    return seconds;
 }
 
 int64_t rn_loader_batches_per_epoch(const rn_loader *loader)

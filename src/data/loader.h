@@ -12,6 +12,9 @@
  * Starting an epoch at batch k yields exactly the batches k, k+1, ... of a
  * full pass, which is what resuming a run mid-epoch needs.
  *
+ * Samples of a data set of image files (dataset->paths) are decoded on the
+ * thread as their batch is filled.
+ *
  * A loader serves one caller thread. */
 #ifndef RN_DATA_LOADER_H
 #define RN_DATA_LOADER_H
@@ -50,12 +53,25 @@ rn_status rn_loader_start_epoch_at(rn_loader *loader, int epoch, int64_t first_b
 
 /* Waits for the next batch of the epoch. Returns 1 and sets images
  * (n, C, H, W), labels (n) and n, or returns 0 at the end of the epoch.
+ * Returns -1 with the error message set (by rn_error) when the thread
+ * failed to produce the batch: an image file that cannot be decoded, named
+ * in the message; later calls fail the same way until the next
+ * rn_loader_start_epoch*. rn_loader_error returns that failure's status.
  * The batch stays valid until the next call to rn_loader_next,
  * rn_loader_start_epoch* or rn_loader_destroy. Calling it before the first
  * rn_loader_start_epoch* is a programming error and aborts. */
 int rn_loader_next(rn_loader *loader, const float **images, const int32_t **labels, int *n);
 
+/* Returns the status of the thread's failure in this epoch, with its
+ * message set again by rn_error, or RN_OK if there was none. */
+rn_status rn_loader_error(rn_loader *loader);
+
 int64_t rn_loader_batches_per_epoch(const rn_loader *loader);
+
+/* Total seconds rn_loader_next has waited for the thread to fill a batch,
+ * since the loader was created: the time the caller spent on data loading
+ * beyond what the thread did in the background. */
+double rn_loader_wait_seconds(rn_loader *loader);
 
 /* Shape of one output sample (C, H, W), after resizing. */
 void rn_loader_sample_shape(const rn_loader *loader, int *channels, int *height, int *width);

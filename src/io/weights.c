@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "io/json.h"
 
 void rn_metadata_set(rn_metadata *meta, const char *key, const char *fmt, ...)
 {
@@ -221,4 +222,42 @@ rn_status rn_weights_apply(rn_model *model, rn_sgd *sgd, const rn_safetensors *f
         }
     }
     return RN_OK;
+}
+
+rn_status rn_weights_read_class_names(const rn_safetensors *file, int classes, char ***names)
+{
+    const char *text = rn_safetensors_metadata(file, "class_names");
+    rn_json *json = NULL;
+    rn_status status = RN_OK;
+
+    *names = calloc((size_t)classes, sizeof **names);
+    if (!*names)
+        return rn_error(RN_ERR_NOMEM, "cannot allocate %d class names", classes);
+    if (text && rn_json_parse(text, strlen(text), &json) == RN_OK &&
+        (json->type != RN_JSON_ARRAY || (int)json->item_count != classes)) {
+        rn_json_free(json);
+        json = NULL;
+    }
+    for (int k = 0; k < classes && status == RN_OK; k++) {
+        char number[16];
+        const char *name = number;
+        snprintf(number, sizeof number, "%d", k);
+        if (json && json->items[k]->type == RN_JSON_STRING)
+            name = json->items[k]->string;
+        if (!((*names)[k] = strdup(name)))
+            status = rn_error(RN_ERR_NOMEM, "cannot allocate the class name '%s'", name);
+    }
+    rn_json_free(json);
+    if (status != RN_OK) {
+        rn_class_names_free(*names, classes);
+        *names = NULL;
+    }
+    return status;
+}
+
+void rn_class_names_free(char **names, int classes)
+{
+    for (int k = 0; names && k < classes; k++)
+        free(names[k]);
+    free(names);
 }

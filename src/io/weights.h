@@ -38,6 +38,15 @@ rn_status rn_weights_save(const rn_model *model, const rn_sgd *sgd,
 /* Read the architecture recorded in a file's metadata. */
 rn_status rn_weights_read_config(const rn_safetensors *file, rn_model_config *config);
 
+/* Reads the "class_names" metadata, a JSON array of `classes` strings, into
+ * a new array of new strings (*names). Without that metadata, or when it is
+ * not such an array, the names are the class numbers "0", "1", ...
+ * Returns RN_ERR_NOMEM. Free the names with rn_class_names_free. */
+rn_status rn_weights_read_class_names(const rn_safetensors *file, int classes, char ***names);
+
+/* Frees an array of `classes` strings and the array. Accepts NULL. */
+void rn_class_names_free(char **names, int classes);
+
 /* Copy a file's tensors into the model. Every parameter and buffer must be
  * present with its exact shape and dtype. The file may contain no other
  * tensor except `optimizer.` keys. Any mismatch is RN_ERR_FORMAT naming the

@@ -9,9 +9,6 @@
 #include "core/status.h"
 #include "data/dataset.h"
 
-/* Fashion-MNIST's pixel mean and standard deviation over the training set. */
-static const float FASHION_MNIST_MEAN = 0.2860f, FASHION_MNIST_STD = 0.3530f;
-
 void rn_train_config_default(rn_train_config *c)
 {
     memset(c, 0, sizeof *c);
@@ -30,11 +27,8 @@ void rn_train_config_default(rn_train_config *c)
     c->label_smoothing = 0.1f;
     c->init = RN_INIT_KAIMING;
     c->seed = 0;
-    c->augment = (rn_augment){
-        .pad = 0, .flip = 1, .normalize = 1,
-        .mean = {FASHION_MNIST_MEAN, FASHION_MNIST_MEAN, FASHION_MNIST_MEAN},
-        .std = {FASHION_MNIST_STD, FASHION_MNIST_STD, FASHION_MNIST_STD},
-    };
+    c->augment = (rn_augment){.pad = 0, .flip = 1, .normalize = 1};
+    c->normalize_auto = 1;
 }
 
 void rn_train_config_d2l(rn_train_config *c)
@@ -50,6 +44,27 @@ void rn_train_config_d2l(rn_train_config *c)
     c->label_smoothing = 0.0f;
     c->init = RN_INIT_XAVIER;
     c->augment = (rn_augment){.resize_h = 96, .resize_w = 96};
+    c->normalize_auto = 0;
+}
+
+void rn_train_config_he2015(rn_train_config *c)
+{
+    rn_train_config_default(c);
+    c->data_format = RN_DATA_FORMAT_CIFAR10;
+    c->data_dir[0] = '\0';
+    c->batch_size = 128;
+    c->eval_batch_size = 128;
+    c->epochs = 164;
+    c->max_steps = 64000;
+    c->schedule = (rn_schedule){
+        .kind = RN_SCHEDULE_MULTISTEP, .lr = 0.1, .epochs = 164, .warmup_start_factor = 0.01,
+        .step_size = 30, .gamma = 0.1, .milestones = {32000, 48000}, .milestone_count = 2,
+        .milestones_in_steps = 1,
+    };
+    c->sgd = (rn_sgd_config){.momentum = 0.9f, .weight_decay = 1e-4f, .nesterov = 0};
+    c->label_smoothing = 0.0f;
+    c->augment = (rn_augment){.pad = 4, .flip = 1, .normalize = 1};
+    c->normalize_auto = 1;
 }
 
 /* ---------------------------------------------------------- value parsing */
@@ -108,15 +123,23 @@ static rn_status parse_text(const char *key, const char *value, char *dst, size_
     return RN_OK;
 }
 
-/* "0.2860,0.3530" (one channel), "m1,m2,m3,s1,s2,s3" (three) or "none". */
-static rn_status parse_normalize(rn_augment *aug, const char *key, const char *value)
+/* "0.2860,0.3530" (one channel), "m1,m2,m3,s1,s2,s3" (three), "auto" or
+ * "none". */
+static rn_status parse_normalize(rn_train_config *config, const char *key, const char *value)
 {
+    rn_augment *aug = &config->augment;
     float v[6];
     int n = 0;
     const char *p = value;
 
+    config->normalize_auto = 0;
     if (!strcmp(value, "none")) {
         aug->normalize = 0;
+        return RN_OK;
+    }
+    if (!strcmp(value, "auto")) {
+        aug->normalize = 1;
+        config->normalize_auto = 1;
         return RN_OK;
     }
     while (*p && n < 6) {
@@ -128,7 +151,7 @@ static rn_status parse_normalize(rn_augment *aug, const char *key, const char *v
         p = *end ? end + 1 : end;
     }
     if (*p || (n != 2 && n != 6))
-        return bad_value(key, value, "'none', 'MEAN,STD' or 'M1,M2,M3,S1,S2,S3'");
+        return bad_value(key, value, "'auto', 'none', 'MEAN,STD' or 'M1,M2,M3,S1,S2,S3'");
     int channels = n / 2;
     for (int c = 0; c < 3; c++) {
         aug->mean[c] = v[c % channels];
@@ -137,6 +160,26 @@ static rn_status parse_normalize(rn_augment *aug, const char *key, const char *v
             return bad_value(key, value, "standard deviations above 0");
     }
     aug->normalize = 1;
+    return RN_OK;
+}
+
+/* "MIN", "MIN,MAX" (area fractions of the random resized crop) or "none". */
+static rn_status parse_crop_scale(rn_augment *aug, const char *key, const char *value)
+{
+    float low, high = 1.0f;
+    char tail;
+
+    if (!strcmp(value, "none")) {
+        aug->crop_scale_min = aug->crop_scale_max = 0.0f;
+        return RN_OK;
+    }
+    int fields = sscanf(value, "%f,%f%c", &low, &high, &tail);
+    if (fields != 2 && !(fields == 1 && sscanf(value, "%f%c", &low, &tail) == 1))
+        return bad_value(key, value, "MIN, MIN,MAX or none, such as 0.08,1");
+    if (!(low > 0.0f && low <= high && high <= 1.0f))
+        return bad_value(key, value, "area fractions with 0 < MIN <= MAX <= 1");
+    aug->crop_scale_min = low;
+    aug->crop_scale_max = high;
     return RN_OK;
 }
 
@@ -173,6 +216,20 @@ rn_status rn_train_config_set(rn_train_config *c, const char *key, const char *v
         return rn_shortcut_parse(value, &c->shortcut);
     } else if (!strcmp(key, "data")) {
         return parse_text(key, value, c->data_dir, sizeof c->data_dir);
+    } else if (!strcmp(key, "data-format")) {
+        return rn_data_format_parse(value, &c->data_format);
+    } else if (!strcmp(key, "max-steps")) {
+        RN_TRY(parse_long(key, value, 0, 1L << 40, &l));
+        c->max_steps = l;
+    } else if (!strcmp(key, "lr-milestone-unit")) {
+        if (!strcmp(value, "epoch"))
+            c->schedule.milestones_in_steps = 0;
+        else if (!strcmp(value, "step"))
+            c->schedule.milestones_in_steps = 1;
+        else
+            return bad_value(key, value, "epoch or step");
+    } else if (!strcmp(key, "random-resized-crop")) {
+        return parse_crop_scale(&c->augment, key, value);
     } else if (!strcmp(key, "batch-size")) {
         RN_TRY(parse_long(key, value, 1, 65536, &l));
         c->batch_size = (int)l;
@@ -238,7 +295,7 @@ rn_status rn_train_config_set(rn_train_config *c, const char *key, const char *v
     } else if (!strcmp(key, "resize")) {
         return parse_resize(&c->augment, key, value);
     } else if (!strcmp(key, "normalize")) {
-        return parse_normalize(&c->augment, key, value);
+        return parse_normalize(c, key, value);
     } else if (!strcmp(key, "train-limit")) {
         RN_TRY(parse_long(key, value, 0, 1L << 40, &l));
         c->train_limit = l;
@@ -262,6 +319,12 @@ rn_status rn_train_config_validate(const rn_train_config *c)
     if (c->schedule.kind == RN_SCHEDULE_MULTISTEP && c->schedule.milestone_count == 0)
         return rn_error(RN_ERR_INVALID, "--lr-scheduler multistep needs --lr-milestones, "
                         "such as 30,60,80");
+    if (c->data_format != RN_DATA_FORMAT_IDX &&
+        (!c->data_dir[0] || !strcmp(c->data_dir, RN_FASHION_MNIST_DIR)))
+        return rn_error(RN_ERR_INVALID, "--data-format %s needs --data DIR, the folder of the "
+                        "data set", rn_data_format_name(c->data_format));
+    if (c->data_format == RN_DATA_FORMAT_IDX && !c->data_dir[0])
+        return rn_error(RN_ERR_INVALID, "--data DIR is required");
     if (c->schedule.warmup_epochs >= c->epochs && c->schedule.warmup_epochs > 0)
         return rn_error(RN_ERR_INVALID, "--lr-warmup-epochs %g must be less than --epochs %d",
                         c->schedule.warmup_epochs, c->epochs);
@@ -306,7 +369,9 @@ int rn_train_config_format(const rn_train_config *c, char *buf, int size)
     for (int k = 0; k < c->schedule.milestone_count; k++)
         used += snprintf(milestones + used, sizeof milestones - used, "%s%d", k ? "," : "",
                          c->schedule.milestones[k]);
-    if (c->augment.normalize) {
+    if (c->normalize_auto) {
+        snprintf(normalize, sizeof normalize, "auto");
+    } else if (c->augment.normalize) {
         const float *mean = c->augment.mean, *std = c->augment.std;
         char t[6][24];
         int same = mean[0] == mean[1] && mean[1] == mean[2] && std[0] == std[1] &&
@@ -332,24 +397,33 @@ int rn_train_config_format(const rn_train_config *c, char *buf, int size)
     double_text(warmup_decay, sizeof warmup_decay, c->schedule.warmup_start_factor);
     if (c->augment.resize_h)
         snprintf(resize, sizeof resize, "%dx%d", c->augment.resize_h, c->augment.resize_w);
+    char crop[64] = "none";
+    if (c->augment.crop_scale_max > 0.0f) {
+        char low[24], high[24];
+        float_text(low, sizeof low, c->augment.crop_scale_min);
+        float_text(high, sizeof high, c->augment.crop_scale_max);
+        snprintf(crop, sizeof crop, "%s,%s", low, high);
+    }
 
     return snprintf(buf, size,
-                    "model=%s\nshortcut=%s\nstride-in-1x1=%s\ndata=%s\nbatch-size=%d\neval-batch-size=%d\n"
-                    "epochs=%d\nlr=%s\nmomentum=%s\nwd=%s\nnesterov=%s\n"
-                    "lr-scheduler=%s\nlr-step-size=%d\nlr-gamma=%s\n%s%s%s"
+                    "model=%s\nshortcut=%s\nstride-in-1x1=%s\ndata=%s\ndata-format=%s\nbatch-size=%d\n"
+                    "eval-batch-size=%d\nepochs=%d\nmax-steps=%lld\nlr=%s\nmomentum=%s\n"
+                    "wd=%s\nnesterov=%s\nlr-scheduler=%s\nlr-step-size=%d\nlr-gamma=%s\n"
+                    "%s%s%slr-milestone-unit=%s\n"
                     "lr-warmup-epochs=%s\nlr-warmup-decay=%s\nlabel-smoothing=%s\n"
                     "init=%s\nzero-init-residual=%s\nseed=%llu\nthreads=%d\npad=%d\n"
-                    "flip=%s\nresize=%s\nnormalize=%s\ntrain-limit=%lld\ntest-limit=%lld\n"
-                    "output-dir=%s\n",
-                    c->model, rn_shortcut_name(c->shortcut), bool_text(c->stride_in_1x1),
-                    c->data_dir, c->batch_size,
-                    c->eval_batch_size, c->epochs, lr, momentum, wd,
+                    "flip=%s\nresize=%s\nrandom-resized-crop=%s\nnormalize=%s\n"
+                    "train-limit=%lld\ntest-limit=%lld\noutput-dir=%s\n",
+                    c->model, rn_shortcut_name(c->shortcut), bool_text(c->stride_in_1x1), c->data_dir,
+                    rn_data_format_name(c->data_format), c->batch_size, c->eval_batch_size,
+                    c->epochs, (long long)c->max_steps, lr, momentum, wd,
                     bool_text(c->sgd.nesterov),
                     rn_schedule_kind_name(c->schedule.kind), c->schedule.step_size, gamma, milestones[0] ? "lr-milestones=" : "", milestones,
-                    milestones[0] ? "\n" : "", warmup, warmup_decay, smoothing,
+                    milestones[0] ? "\n" : "", c->schedule.milestones_in_steps ? "step" : "epoch",
+                    warmup, warmup_decay, smoothing,
                     c->init == RN_INIT_XAVIER ? "xavier" : "kaiming",
                     bool_text(c->zero_init_residual), (unsigned long long)c->seed, c->threads,
-                    c->augment.pad, bool_text(c->augment.flip), resize, normalize,
+                    c->augment.pad, bool_text(c->augment.flip), resize, crop, normalize,
                     (long long)c->train_limit, (long long)c->test_limit, c->output_dir);
 }
 
@@ -381,6 +455,7 @@ rn_status rn_train_config_parse(rn_train_config *c, const char *text)
 
 int rn_train_config_resumable_override(const char *key)
 {
-    return !strcmp(key, "epochs") || !strcmp(key, "threads") || !strcmp(key, "data") ||
+    return !strcmp(key, "epochs") || !strcmp(key, "max-steps") || !strcmp(key, "threads") ||
+           !strcmp(key, "data") ||
            !strcmp(key, "output-dir") || !strcmp(key, "eval-batch-size");
 }

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "data/augment.h"
+#include "data/dataset.h"
 #include "model/model.h"
 #include "train/schedule.h"
 #include "train/sgd.h"
@@ -18,9 +19,11 @@ typedef struct rn_train_config {
     char model[32];
     rn_shortcut shortcut;
     char data_dir[512];
+    rn_data_format data_format;
     int batch_size;
     int eval_batch_size;
     int epochs;
+    int64_t max_steps; /* stop after this many optimizer steps; 0: run every epoch */
     rn_schedule schedule; /* lr, warm-up and decay; epochs mirrors `epochs` */
     rn_sgd_config sgd;
     float label_smoothing;
@@ -30,6 +33,7 @@ typedef struct rn_train_config {
     uint64_t seed;
     int threads; /* 0: all cores */
     rn_augment augment;
+    int normalize_auto; /* take augment's mean and std from the training set's statistics */
     int64_t train_limit; /* use only the first N training images; 0: all */
     int64_t test_limit;
     char output_dir[512];
@@ -42,6 +46,13 @@ void rn_train_config_default(rn_train_config *config);
  * resize to 96x96, batch 256, lr 0.05, 10 epochs, plain SGD, Xavier
  * initialization, no normalization and no augmentation. */
 void rn_train_config_d2l(rn_train_config *config);
+
+/* The CIFAR-10 recipe of He et al. (2015), section 4.2: resnet20 on the
+ * CIFAR-10 binary files, batch 128, SGD with momentum 0.9 and weight
+ * decay 1e-4, lr 0.1 divided by 10 after 32k and 48k steps, stopping at
+ * 64k steps (164 epochs of 391 batches), 4-pixel padding with random crops
+ * and flips, normalization by CIFAR-10's mean and std. */
+void rn_train_config_he2015(rn_train_config *config);
 
 /* Set one key from its text value; RN_ERR_INVALID names the key, the value
  * and what is accepted. */

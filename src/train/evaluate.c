@@ -8,14 +8,14 @@ rn_status rn_evaluate(rn_model *model, rn_plan *plan, rn_loader *loader, int epo
 {
     const float *images;
     const int32_t *labels;
-    int n, classes = model->config.classes;
+    int n, got, classes = model->config.classes;
     double loss_sum = 0.0;
 
     result->loss = 0.0;
     result->correct = 0;
     result->count = 0;
     RN_TRY(rn_loader_start_epoch(loader, epoch));
-    while (rn_loader_next(loader, &images, &labels, &n)) {
+    while ((got = rn_loader_next(loader, &images, &labels, &n)) > 0) {
         int correct;
         const float *logits = rn_model_forward(model, plan, images, n, 0);
         loss_sum += n * rn_cross_entropy(NULL, &correct, logits, labels, n, classes, 0.0f);
@@ -32,6 +32,8 @@ rn_status rn_evaluate(rn_model *model, rn_plan *plan, rn_loader *loader, int epo
             confusion[(size_t)labels[i] * classes + best]++;
         }
     }
+    if (got < 0)
+        return rn_loader_error(loader);
     if (result->count > 0)
         result->loss = loss_sum / result->count;
     return RN_OK;

@@ -42,7 +42,7 @@ rn_status rn_schedule_parse_milestones(const char *text, rn_schedule *schedule)
         if (end == p || errno || value < 1 || value > 1000000 ||
             (*end && *end != ','))
             return rn_error(RN_ERR_INVALID, "invalid milestones '%s': expected "
-                            "increasing positive epochs separated by commas, "
+                            "increasing positive epochs (or steps) separated by commas, "
                             "such as 30,60,80", text);
         if (schedule->milestone_count == RN_MAX_MILESTONES)
             return rn_error(RN_ERR_INVALID, "too many milestones in '%s': at most %d",
@@ -57,6 +57,12 @@ rn_status rn_schedule_parse_milestones(const char *text, rn_schedule *schedule)
 }
 
 double rn_schedule_lr(const rn_schedule *s, double epoch)
+{
+    RN_ASSERT(!s->milestones_in_steps);
+    return rn_schedule_lr_at_step(s, epoch, 0);
+}
+
+double rn_schedule_lr_at_step(const rn_schedule *s, double epoch, int64_t step)
 {
     double factor = 1.0;
 
@@ -78,7 +84,7 @@ double rn_schedule_lr(const rn_schedule *s, double epoch)
         break;
     case RN_SCHEDULE_MULTISTEP:
         for (int k = 0; k < s->milestone_count; k++)
-            if (whole >= s->milestones[k])
+            if ((s->milestones_in_steps ? step : whole) >= s->milestones[k])
                 factor *= s->gamma;
         break;
     case RN_SCHEDULE_COSINE: {

@@ -42,6 +42,7 @@ typedef struct trainer {
     const rn_train_config *config;
     char config_text[4096];
     rn_dataset train_full, test_full, train, test;
+    rn_augment augment; /* config->augment with the data set's mean and std under auto */
     rn_loader *train_loader, *test_loader;
     rn_model *model;
     rn_plan *plan;
@@ -60,26 +61,29 @@ static double now_seconds(void)
 
 /* ----------------------------------------------------------- checkpoints */
 
-static void describe_preprocessing(const rn_train_config *c, rn_metadata *meta)
+static void describe_preprocessing(const trainer *t, rn_metadata *meta)
 {
-    const char *const *names = rn_fashion_mnist_classes();
+    const rn_augment *aug = &t->augment;
+    char *const *names = t->train.class_names;
     rn_strbuf json = {0};
 
-    rn_metadata_set(meta, "dataset", "mnist-idx");
-    if (c->augment.normalize)
+    rn_metadata_set(meta, "dataset", "%s", t->config->data_format == RN_DATA_FORMAT_IDX
+                                               ? "mnist-idx"
+                                               : rn_data_format_name(t->config->data_format));
+    if (aug->normalize)
         rn_metadata_set(meta, "normalize", "%.9g,%.9g,%.9g,%.9g,%.9g,%.9g",
-                        c->augment.mean[0], c->augment.mean[1], c->augment.mean[2],
-                        c->augment.std[0], c->augment.std[1], c->augment.std[2]);
+                        aug->mean[0], aug->mean[1], aug->mean[2],
+                        aug->std[0], aug->std[1], aug->std[2]);
     else
         rn_metadata_set(meta, "normalize", "none");
-    if (c->augment.resize_h)
-        rn_metadata_set(meta, "resize", "%dx%d", c->augment.resize_h, c->augment.resize_w);
+    if (aug->resize_h)
+        rn_metadata_set(meta, "resize", "%dx%d", aug->resize_h, aug->resize_w);
     else
         rn_metadata_set(meta, "resize", "none");
 
     /* Class names as a JSON array. */
     rn_strbuf_append(&json, "[", 1);
-    for (int k = 0; k < 10; k++) {
+    for (int k = 0; names && k < t->train.num_classes; k++) {
         if (k)
             rn_strbuf_append(&json, ",", 1);
         rn_json_append_string(&json, names[k], strlen(names[k]));
@@ -93,7 +97,7 @@ static rn_status save_checkpoint(trainer *t, const train_position *pos)
 {
     rn_metadata *meta = t->meta;
     meta->count = 0;
-    describe_preprocessing(t->config, meta);
+    describe_preprocessing(t, meta);
     rn_metadata_set(meta, "checkpoint", "1");
     rn_metadata_set(meta, "args", "%s", t->config_text);
     rn_metadata_set(meta, "epoch", "%d", pos->epoch);
@@ -114,7 +118,7 @@ static rn_status save_best(trainer *t, const rn_epoch_metrics *m)
 {
     rn_metadata *meta = t->meta;
     meta->count = 0;
-    describe_preprocessing(t->config, meta);
+    describe_preprocessing(t, meta);
     rn_metadata_set(meta, "epoch", "%d", m->epoch + 1);
     rn_metadata_set(meta, "test_accuracy", "%.6f", m->test_accuracy);
     return rn_weights_save(t->model, NULL, meta, t->best_path);
@@ -257,8 +261,18 @@ static rn_status append_metrics(const char *path, const rn_epoch_metrics *m)
 static rn_status load_data(trainer *t)
 {
     const rn_train_config *c = t->config;
-    RN_TRY(rn_dataset_load_mnist(c->data_dir, 1, &t->train_full));
-    RN_TRY(rn_dataset_load_mnist(c->data_dir, 0, &t->test_full));
+    rn_dataset_options options = {.resized = c->augment.resize_h > 0};
+    RN_TRY(rn_dataset_load(c->data_format, c->data_dir, 1, &options, &t->train_full));
+    /* The test split takes the training split's channels and classes. */
+    options.channels = t->train_full.channels;
+    options.class_names = (const char *const *)t->train_full.class_names;
+    options.class_count = t->train_full.num_classes;
+    RN_TRY(rn_dataset_load(c->data_format, c->data_dir, 0, &options, &t->test_full));
+    t->augment = c->augment;
+    if (c->normalize_auto) {
+        memcpy(t->augment.mean, t->train_full.mean, sizeof t->augment.mean);
+        memcpy(t->augment.std, t->train_full.std, sizeof t->augment.std);
+    }
     int64_t train_count = t->train_full.count, test_count = t->test_full.count;
     if (c->train_limit > 0 && c->train_limit < train_count)
         train_count = c->train_limit;
@@ -266,8 +280,9 @@ static rn_status load_data(trainer *t)
         test_count = c->test_limit;
     RN_TRY(rn_dataset_slice(&t->train_full, 0, train_count, &t->train));
     RN_TRY(rn_dataset_slice(&t->test_full, 0, test_count, &t->test));
-    if (t->train.channels != t->test.channels || t->train.height != t->test.height ||
-        t->train.width != t->test.width)
+    if (t->train.channels != t->test.channels ||
+        (!c->augment.resize_h &&
+         (t->train.height != t->test.height || t->train.width != t->test.width)))
         return rn_error(RN_ERR_FORMAT, "%s: training images are %dx%dx%d but test images "
                         "are %dx%dx%d; both sets must have the same image size",
                         c->data_dir, t->train.channels, t->train.height, t->train.width,
@@ -278,11 +293,11 @@ static rn_status load_data(trainer *t)
 
     rn_loader_config train_cfg = {
         .batch_size = c->batch_size, .shuffle = 1, .drop_last = 0, .train = 1,
-        .augment = c->augment, .seed = c->seed,
+        .augment = t->augment, .seed = c->seed,
     };
     rn_loader_config test_cfg = {
         .batch_size = c->eval_batch_size, .shuffle = 0, .train = 0,
-        .augment = c->augment, .seed = c->seed,
+        .augment = t->augment, .seed = c->seed,
     };
     RN_TRY(rn_loader_create(&t->train, &train_cfg, &t->train_loader));
     RN_TRY(rn_loader_create(&t->test, &test_cfg, &t->test_loader));
@@ -349,12 +364,16 @@ static rn_status train_epoch(trainer *t, train_position *pos, const rn_train_eve
     int64_t batches = rn_loader_batches_per_epoch(t->train_loader);
     const float *images;
     const int32_t *labels;
-    int n;
+    int n, got;
     double started = now_seconds() - pos->epoch_seconds;
 
     RN_TRY(rn_loader_start_epoch_at(t->train_loader, pos->epoch, pos->batch));
-    while (rn_loader_next(t->train_loader, &images, &labels, &n)) {
-        double lr = rn_schedule_lr(&c->schedule, pos->epoch + (double)pos->batch / batches);
+    while ((c->max_steps == 0 || pos->step < c->max_steps) &&
+           (got = rn_loader_next(t->train_loader, &images, &labels, &n)) != 0) {
+        if (got < 0)
+            return rn_loader_error(t->train_loader);
+        double lr = rn_schedule_lr_at_step(&c->schedule,
+                                           pos->epoch + (double)pos->batch / batches, pos->step);
         int correct;
 
         const float *logits = rn_model_forward(t->model, t->plan, images, n, 1);
@@ -426,6 +445,10 @@ rn_status rn_train_run(const rn_train_config *config, const char *resume_path,
         status = rn_error(RN_ERR_INVALID, "%s has already completed %d of %d epochs; pass a "
                           "larger --epochs to train further", resume_path, pos.epoch,
                           config->epochs);
+    if (status == RN_OK && resume_path && config->max_steps > 0 && pos.step >= config->max_steps)
+        status = rn_error(RN_ERR_INVALID, "%s has already completed %lld of %lld steps; pass "
+                          "a larger --max-steps to train further", resume_path,
+                          (long long)pos.step, (long long)config->max_steps);
     if (status == RN_OK)
         status = prepare_metrics(t.metrics_path, pos.epoch);
     if (status != RN_OK)
@@ -447,9 +470,11 @@ rn_status rn_train_run(const rn_train_config *config, const char *resume_path,
 
     while (pos.epoch < config->epochs) {
         rn_epoch_metrics m = {.epoch = pos.epoch};
+        double wait_before = rn_loader_wait_seconds(t.train_loader);
         status = train_epoch(&t, &pos, ev, stop, &m.lr);
         if (status != RN_OK)
             goto done;
+        m.data_wait_seconds = rn_loader_wait_seconds(t.train_loader) - wait_before;
 
         double eval_start = now_seconds();
         rn_eval_result eval;
@@ -497,6 +522,8 @@ rn_status rn_train_run(const rn_train_config *config, const char *resume_path,
             goto done;
         if (ev && ev->on_epoch)
             ev->on_epoch(ev->ctx, &m);
+        if (config->max_steps > 0 && pos.step >= config->max_steps)
+            break;
         if (stop && *stop && pos.epoch < config->epochs) {
             status = rn_error(RN_ERR_INTERRUPTED, "interrupted after epoch %d; checkpoint "
                               "written to %s", pos.epoch, t.last_path);

@@ -23,6 +23,7 @@ typedef struct rn_epoch_metrics {
     double train_loss, train_accuracy;
     double test_loss, test_accuracy;
     double train_seconds, eval_seconds;
+    double data_wait_seconds; /* of train_seconds, spent waiting for the loader's batches */
     double images_per_sec;
     int is_best;
 } rn_epoch_metrics;
