@@ -214,7 +214,7 @@ static rn_status model_config(const rn_safetensors *file, const predict_options 
     if (strlen(o->model) >= sizeof mc->arch)
         return rn_error(RN_ERR_INVALID, "model name too long: '%s'", o->model);
     strcpy(mc->arch, o->model);
-    mc->shortcut = RN_SHORTCUT_A;
+    mc->shortcut = RN_SHORTCUT_DEFAULT;
     if (o->in_c) {
         mc->in_c = o->in_c;
         mc->in_h = o->in_h;
