@@ -1,5 +1,7 @@
 # resnet.c build. `make` builds the library and the `resnet` command,
-# `make test` builds and runs the test suite.
+# `make test` builds and runs the test suite, after `make fixtures` has
+# written the PyTorch parity fixtures (it needs Debian's python3-torch and
+# python3-torchvision; `scripts/install-deps.sh --test` installs them).
 #
 # The default build runs on any x86-64 CPU; hot loops choose AVX-512 or AVX2
 # at run time. NATIVE=1 adds -march=native for benchmarks on this machine.
@@ -32,7 +34,10 @@ LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ  = $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ = $(TEST_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all test clean
+PYTHON   ?= /usr/bin/python3
+FIXTURES  = $(BUILD)/fixtures
+
+.PHONY: all test fixtures clean
 
 all: $(BUILD)/resnet $(BUILD)/run_tests
 
@@ -50,9 +55,18 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-# The suite uses the resnet binary for its command-line tests.
-test: all
-	RESNET_BIN=$(BUILD)/resnet ./$(BUILD)/run_tests
+# Regenerated when the generator or the PyTorch models change.
+fixtures: $(FIXTURES)/.complete
+
+$(FIXTURES)/.complete: tools/make_fixtures.py tools/torch_models.py tools/safetensors_io.py
+	$(PYTHON) tools/make_fixtures.py $(FIXTURES)
+	touch $@
+
+# The suite uses the resnet binary for its command-line tests, PyTorch
+# (through $(PYTHON)) for the round trip and the fixtures for parity.
+test: all fixtures
+	RESNET_BIN=$(BUILD)/resnet RESNET_PYTHON=$(PYTHON) RESNET_FIXTURES=$(FIXTURES) \
+	    ./$(BUILD)/run_tests
 
 clean:
 	rm -rf $(BUILD)
