@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "data/dataset.h"
+#include "io/safetensors.h"
 #include "test.h"
 
 static const char *resnet_bin(void)
@@ -197,4 +198,28 @@ TEST(cli_ctrl_c_writes_checkpoint)
     int resumed = run(out, sizeof out, "train --resume %s --epochs 1", path);
     CHECK_MSG(resumed == 0, "resume after SIGINT exited %d:\n%s", resumed, out);
     CHECK_CONTAINS(out, "resuming");
+}
+
+/* A resnet20 trained for one epoch in PyTorch on Fashion-MNIST
+ * (tools/train_torch_reference.py) classifies the test set the same under
+ * `resnet eval`, up to 2 of 10,000 images from float rounding. */
+TEST(cli_eval_matches_pytorch_on_fashion_mnist)
+{
+    const char *path = "tests/data/resnet20-fmnist-torch.safetensors";
+    rn_safetensors file;
+    CHECK_OK(rn_safetensors_read(path, &file));
+    const char *expected = rn_safetensors_metadata(&file, "torch_correct");
+    CHECK_MSG(expected, "%s: metadata 'torch_correct' missing", path);
+    long torch_correct = expected ? atol(expected) : -1;
+    rn_safetensors_free(&file);
+
+    int rc = run(out, sizeof out, "eval --weights %s", path);
+    CHECK_MSG(rc == 0, "eval failed with status %d:\n%s", rc, out);
+    const char *result = strstr(out, "top-1 accuracy:");
+    long correct = -1, total = -1;
+    CHECK_MSG(result && sscanf(result, "top-1 accuracy: %*f%% (%ld of %ld)", &correct,
+                               &total) == 2, "no accuracy line in:\n%s", out);
+    CHECK(total == 10000);
+    CHECK_MSG(labs(correct - torch_correct) <= 2,
+              "resnet eval counts %ld correct, PyTorch %ld", correct, torch_correct);
 }
