@@ -38,7 +38,7 @@ static int64_t count_macs(const rn_model *m)
 
 TEST(model_d2l_resnet18_size)
 {
-    rn_model *m = create("d2l-resnet18", 1, 96, 96, RN_SHORTCUT_A);
+    rn_model *m = create("d2l-resnet18", 1, 96, 96, RN_SHORTCUT_DEFAULT);
     if (!m)
         return;
     /* PyTorch: sum(p.numel() for p in net.parameters()) of the book's net. */
@@ -84,7 +84,7 @@ TEST(model_cifar_depths_and_shortcuts)
 
 TEST(model_plain_has_no_additions)
 {
-    rn_model *m = create("plain20", 1, 28, 28, RN_SHORTCUT_A);
+    rn_model *m = create("plain20", 1, 28, 28, RN_SHORTCUT_DEFAULT);
     if (!m)
         return;
     for (int i = 0; i < m->node_count; i++) {
@@ -99,7 +99,8 @@ TEST(model_plain_has_no_additions)
 
 TEST(model_rejects_bad_names_and_shapes)
 {
-    rn_model_config cfg = {.in_c = 1, .in_h = 28, .in_w = 28, .classes = 10};
+    rn_model_config cfg = {.in_c = 1, .in_h = 28, .in_w = 28, .classes = 10,
+                           .shortcut = RN_SHORTCUT_DEFAULT};
     rn_model *m = NULL;
     const char *bad[] = {"resnet21", "resnet", "resnet20x", "vgg16", "plain-20", ""};
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
@@ -224,7 +225,7 @@ TEST(model_gradients_d2l_resnet18)
 {
     /* Every third tensor, one element each, to keep the 11 M-parameter model
      * fast. */
-    check_model_gradients("d2l-resnet18", 1, 32, 32, RN_SHORTCUT_A, 3);
+    check_model_gradients("d2l-resnet18", 1, 32, 32, RN_SHORTCUT_DEFAULT, 3);
 }
 
 TEST(model_eval_matches_train_after_bn_settles)
@@ -250,4 +251,27 @@ TEST(model_eval_matches_train_after_bn_settles)
     free(before);
     rn_plan_destroy(plan);
     rn_model_destroy(m);
+}
+
+TEST(model_rejects_shortcut_that_does_not_apply)
+{
+    const struct {
+        const char *arch;
+        rn_shortcut shortcut;
+    } cases[] = {
+        {"plain20", RN_SHORTCUT_B},   {"plain20", RN_SHORTCUT_C},
+        {"d2l-resnet18", RN_SHORTCUT_A}, {"d2l-resnet18", RN_SHORTCUT_C},
+        {"resnet50", RN_SHORTCUT_A},  {"resnet18", RN_SHORTCUT_A},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        rn_model_config cfg = {.in_c = 3, .in_h = 64, .in_w = 64, .classes = 10,
+                               .shortcut = cases[k].shortcut};
+        snprintf(cfg.arch, sizeof cfg.arch, "%s", cases[k].arch);
+        rn_model *m = NULL;
+        rn_status status = rn_model_create(&cfg, &m);
+        CHECK_MSG(status == RN_ERR_INVALID, "%s with shortcut %s: status %s, expected invalid",
+                  cases[k].arch, rn_shortcut_name(cases[k].shortcut), rn_status_name(status));
+        CHECK(m == NULL);
+        rn_model_destroy(m);
+    }
 }

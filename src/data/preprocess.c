@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "model/model.h"
 
 /* ImageNet's per-channel statistics, as torchvision's models document them. */
 static const float IMAGENET_MEAN[3] = {0.485f, 0.456f, 0.406f};
@@ -12,14 +13,7 @@ static const float IMAGENET_STD[3] = {0.229f, 0.224f, 0.225f};
 
 int rn_is_torchvision_arch(const char *arch)
 {
-    static const char *const names[] = {
-        "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-        "resnext50_32x4d", "wide_resnet50_2",
-    };
-    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
-        if (!strcmp(arch, names[k]))
-            return 1;
-    return 0;
+    return rn_model_is_imagenet(arch);
 }
 
 rn_status rn_preprocess_from_metadata(const rn_safetensors *file, const rn_model_config *config,

@@ -230,6 +230,12 @@ rn_status rn_model_create(const rn_model_config *config, rn_model **out)
         m->config.shortcut = shortcut;
         status = build_cifar(m, depth, shortcut);
     } else if ((depth = parse_cifar_depth(config->arch, "plain"))) {
+        if (config->shortcut != RN_SHORTCUT_DEFAULT && config->shortcut != RN_SHORTCUT_NONE) {
+            free(m);
+            return rn_error(RN_ERR_INVALID, "%s has no shortcuts, so shortcut option %s "
+                            "does not apply; use resnet%d for the residual network",
+                            config->arch, rn_shortcut_name(config->shortcut), depth);
+        }
         m->config.shortcut = RN_SHORTCUT_NONE;
         status = build_cifar(m, depth, RN_SHORTCUT_NONE);
     } else if ((depth = rn_preact_depth(config->arch, &bottleneck))) {
@@ -237,6 +243,13 @@ rn_status rn_model_create(const rn_model_config *config, rn_model **out)
     } else if (!strcmp(config->arch, "d2l-resnet18")) {
         /* The book's shortcut projects where the shape changes, as option B
          * does, but with a biased convolution and no BN. */
+        if (config->shortcut != RN_SHORTCUT_DEFAULT && config->shortcut != RN_SHORTCUT_B) {
+            free(m);
+            return rn_error(RN_ERR_INVALID, "d2l-resnet18 has the book's own shortcut "
+                            "(a biased 1x1 convolution where the shape changes, close to "
+                            "option B); shortcut option %s does not apply",
+                            rn_shortcut_name(config->shortcut));
+        }
         m->config.shortcut = RN_SHORTCUT_B;
         status = build_d2l_resnet18(m);
     } else {

@@ -39,6 +39,11 @@ int rn_is_imagenet_arch(const char *name)
     return find_arch(name) != NULL;
 }
 
+int rn_model_is_imagenet(const char *arch)
+{
+    return find_arch(arch) != NULL;
+}
+
 /* conv1x1-BN-ReLU, conv3x3-BN-ReLU, conv1x1-BN with 4x the planes, plus the
  * shortcut, then ReLU. The 3x3 convolution has `width` channels split into
  * `groups`; torchvision puts the stride there, the paper on conv1. */

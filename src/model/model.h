@@ -112,6 +112,9 @@ rn_status rn_model_create(const rn_model_config *config, rn_model **out);
 void rn_model_destroy(rn_model *model);
 /* Space-separated list of the architectures rn_model_create accepts. */
 const char *rn_model_names(void);
+/* Whether arch names one of torchvision's ImageNet networks (resnet18 ...
+ * wide_resnet101_2), which expect ImageNet's preprocessing. */
+int rn_model_is_imagenet(const char *arch);
 /* Parse "A", "B", "C" or "default" (case-insensitive). */
 rn_status rn_shortcut_parse(const char *text, rn_shortcut *out);
 const char *rn_shortcut_name(rn_shortcut shortcut);
