@@ -67,6 +67,31 @@ static void write_png(const char *path, int channels, int height, int width,
     RN_ASSERT(png_image_write_to_file(&image, path, 0, pixels, 0, NULL));
 }
 
+/* Writes a gray PNG of the given bit depth (8 or 16; 16-bit samples
+ * big-endian) with libpng's low-level API, adding a gAMA chunk when gamma
+ * is not 0, which the simplified writer cannot do. */
+static void write_png_gray(const char *path, int depth, double gamma, int height, int width,
+                           const uint8_t *samples)
+{
+    FILE *file = fopen(path, "wb");
+    RN_ASSERT(file != NULL);
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png_create_info_struct(png);
+    RN_ASSERT(png && info && !setjmp(png_jmpbuf(png)));
+    png_init_io(png, file);
+    png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, depth,
+                 PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+                 PNG_FILTER_TYPE_DEFAULT);
+    if (gamma > 0)
+        png_set_gAMA(png, info, gamma);
+    png_write_info(png, info);
+    for (int y = 0; y < height; y++)
+        png_write_row(png, samples + (size_t)y * width * (depth / 8));
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    RN_ASSERT(fclose(file) == 0);
+}
+
 /* Writes an interleaved 8-bit gray (channels 1) or RGB (3) image as JPEG. */
 static void write_jpeg(const char *path, int channels, int height, int width,
                        const uint8_t *pixels, int quality)
@@ -146,6 +171,38 @@ TEST(image_png_rgb_is_exact_and_planar)
             mismatches += image.pixels[c * 30 + p] != pixels[p * 3 + c];
     CHECK_MSG(mismatches == 0, "%d planar pixels differ from the PNG's", mismatches);
     rn_image_free(&image);
+}
+
+/* PIL reads the stored samples: the high byte of 16-bit data, and 8-bit data
+ * unchanged whatever gAMA says. libpng's simplified reader would treat
+ * 16-bit data as linear light and convert 128 to about 186. */
+TEST(image_png_16bit_and_gamma_keep_stored_values)
+{
+    char wide_path[600], gamma_path[600];
+    uint8_t wide[2 * 3 * 2], narrow[2 * 3];
+    rn_image image;
+    for (int p = 0; p < 6; p++) {
+        narrow[p] = (uint8_t)(40 * p + 8);
+        wide[2 * p] = narrow[p]; /* big-endian: high byte first */
+        wide[2 * p + 1] = narrow[p];
+    }
+    test_path(wide_path, sizeof wide_path, "gray16.png");
+    test_path(gamma_path, sizeof gamma_path, "gamma.png");
+    write_png_gray(wide_path, 16, 0, 2, 3, wide);
+    write_png_gray(gamma_path, 8, 1.0, 2, 3, narrow);
+
+    const char *paths[] = {wide_path, gamma_path};
+    for (int k = 0; k < 2; k++) {
+        CHECK_OK(rn_image_read(paths[k], 0, &image));
+        CHECK(image.channels == 1);
+        int mismatches = 0;
+        for (int p = 0; p < 6 && image.pixels; p++)
+            mismatches += image.pixels[p] != narrow[p];
+        CHECK_MSG(mismatches == 0, "%s: %d of 6 values differ from the stored samples "
+                  "(first: %d, stored %d)", paths[k], mismatches,
+                  image.pixels ? image.pixels[0] : -1, narrow[0]);
+        rn_image_free(&image);
+    }
 }
 
 TEST(image_png_gray_and_alpha)

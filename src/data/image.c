@@ -69,53 +69,114 @@ static rn_status allocate_image(rn_image *out, int channels, int height, int wid
 
 /* -------------------------------------------------------------------- PNG */
 
+/* Reads a PNG held in memory through libpng's callback. */
+typedef struct png_source {
+    const uint8_t *bytes;
+    size_t nbytes, offset;
+} png_source;
+
+static void png_read_memory(png_structp png, png_bytep out, size_t n)
+{
+    png_source *source = png_get_io_ptr(png);
+    if (n > source->nbytes - source->offset)
+        png_error(png, "unexpected end of file");
+    memcpy(out, source->bytes + source->offset, n);
+    source->offset += n;
+}
+
+/* libpng reports errors by longjmp; the message is kept for ours. */
+typedef struct png_failure {
+    char message[200];
+} png_failure;
+
+static void png_on_error(png_structp png, png_const_charp message)
+{
+    png_failure *failure = png_get_error_ptr(png);
+    snprintf(failure->message, sizeof failure->message, "%s", message);
+    png_longjmp(png, 1);
+}
+
+static void png_on_warning(png_structp png, png_const_charp message)
+{
+    (void)png;
+    (void)message;
+}
+
+/* Decodes with libpng's low-level API into 8-bit RGBA, with the stored
+ * values unchanged as PIL reads them: palette and low bit depths expand,
+ * 16-bit samples keep their high byte, and gAMA, cHRM and sRGB chunks are
+ * ignored. libpng's simplified API would instead convert 16-bit data as
+ * linear light and apply the file's gamma. */
 static rn_status decode_png(const uint8_t *bytes, size_t nbytes, const char *name,
                             int channels, rn_image *out)
 {
-    png_image png;
-    memset(&png, 0, sizeof png);
-    png.version = PNG_IMAGE_VERSION;
+    png_failure failure = {""};
+    png_source source = {bytes, nbytes, 0};
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &failure, png_on_error,
+                                             png_on_warning);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    uint8_t *volatile rgba = NULL;
+    png_bytep *volatile rows = NULL;
+    volatile int file_channels = 0;
+    volatile rn_status status = RN_OK;
 
-    if (!png_image_begin_read_from_memory(&png, bytes, nbytes))
-        return rn_error(RN_ERR_FORMAT, "%s: invalid PNG file (libpng: %s)", name, png.message);
-    rn_status status = check_size(name, "PNG", png.width, png.height);
-    if (status != RN_OK) {
-        png_image_free(&png);
-        return status;
+    if (!png || !info) {
+        png_destroy_read_struct(png ? &png : NULL, NULL, NULL);
+        return rn_error(RN_ERR_NOMEM, "%s: cannot allocate the PNG decoder", name);
     }
-
-    /* Read as 8-bit RGBA, which libpng produces from every colour type and
-     * bit depth, then drop alpha and convert channels ourselves. */
-    int file_channels = (png.format & PNG_FORMAT_FLAG_COLOR) ? 3 : 1;
-    png.format = PNG_FORMAT_RGBA;
-    size_t rgba_nbytes = PNG_IMAGE_SIZE(png);
-    uint8_t *rgba = malloc(rgba_nbytes);
-    if (!rgba) {
-        png_image_free(&png);
-        return rn_error(RN_ERR_NOMEM, "%s: cannot allocate %zu bytes to decode it", name,
-                        rgba_nbytes);
-    }
-    if (!png_image_finish_read(&png, NULL, rgba, 0, NULL)) {
+    if (setjmp(png_jmpbuf(png))) {
         status = rn_error(RN_ERR_FORMAT, "%s: truncated or corrupt PNG file (libpng: %s)",
-                          name, png.message);
-        free(rgba);
-        return status;
+                          name, failure.message);
+        goto done;
     }
+    png_set_read_fn(png, &source, png_read_memory);
+    png_read_info(png, info);
 
-    if (channels == 0)
-        channels = file_channels;
-    status = allocate_image(out, channels, (int)png.height, (int)png.width);
+    png_uint_32 width, height;
+    int depth, color_type;
+    png_get_IHDR(png, info, &width, &height, &depth, &color_type, NULL, NULL, NULL);
+    status = check_size(name, "PNG", width, height);
+    if (status != RN_OK)
+        goto done;
+    file_channels = (color_type & PNG_COLOR_MASK_COLOR) ? 3 : 1;
+
+    png_set_expand(png); /* palette to RGB, gray below 8 bits to 8, tRNS to alpha */
+    png_set_strip_16(png);
+    png_set_gray_to_rgb(png);
+    png_set_filler(png, 0xff, PNG_FILLER_AFTER);
+    png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+
+    size_t row_nbytes = (size_t)width * 4;
+    rgba = malloc(row_nbytes * height);
+    rows = malloc(sizeof(png_bytep) * height);
+    if (!rgba || !rows) {
+        status = rn_error(RN_ERR_NOMEM, "%s: cannot allocate %zu bytes to decode it", name,
+                          row_nbytes * height);
+        goto done;
+    }
+    for (png_uint_32 y = 0; y < height; y++)
+        rows[y] = rgba + y * row_nbytes;
+    png_read_image(png, rows);
+    png_read_end(png, NULL);
+
+    int out_channels = channels ? channels : file_channels;
+    status = allocate_image(out, out_channels, (int)height, (int)width);
     if (status == RN_OK) {
         /* Gray files expand to R = G = B, so reading R keeps the gray value. */
         if (file_channels == 1) {
             size_t plane = (size_t)out->height * out->width;
             for (size_t p = 0; p < plane; p++)
                 rgba[p] = rgba[4 * p];
-            to_planar(rgba, 1, out->height, out->width, channels, out->pixels);
+            to_planar(rgba, 1, out->height, out->width, out_channels, out->pixels);
         } else {
-            to_planar(rgba, 4, out->height, out->width, channels, out->pixels);
+            to_planar(rgba, 4, out->height, out->width, out_channels, out->pixels);
         }
     }
+
+done:
+    png_destroy_read_struct(&png, &info, NULL);
+    free(rows);
     free(rgba);
     return status;
 }
