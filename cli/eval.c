@@ -104,9 +104,13 @@ int cmd_eval(int argc, char **argv)
         status = rn_preprocess_from_metadata(&file, &mc, &preprocess);
     if (status == RN_OK)
         status = rn_weights_read_class_names(&file, mc.classes, &names);
-    if (status == RN_OK)
-        status = rn_error_prefix(rn_model_create(&mc, &model),
-                                 "%s: the metadata describes no valid model: ", weights);
+    if (status == RN_OK) {
+        status = rn_model_create(&mc, &model);
+        if (status == RN_ERR_INVALID) /* the file is malformed, not an option */
+            status = RN_ERR_FORMAT;
+        status = rn_error_prefix(status, "%s: the metadata describes no valid model: ",
+                                 weights);
+    }
     if (status == RN_OK)
         status = rn_weights_apply(model, NULL, &file);
     if (status == RN_OK) {

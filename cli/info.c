@@ -1,5 +1,6 @@
 /* resnet info */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -80,8 +81,12 @@ int cmd_info(int argc, char **argv)
                 return rn_usage_error("info", "invalid --input '%s': expected CxHxW, such as 1x28x28",
                                       value);
         } else if (!strcmp(name, "classes")) {
-            if (sscanf(value, "%d", &cfg.classes) != 1)
-                return rn_usage_error("info", "invalid --classes '%s'", value);
+            char *end;
+            long classes = strtol(value, &end, 10);
+            if (end == value || *end || classes < 2 || classes > 100000)
+                return rn_usage_error("info", "invalid --classes '%s': expected an integer "
+                                      "from 2 to 100000", value);
+            cfg.classes = (int)classes;
         } else if (!strcmp(name, "shortcut")) {
             if (rn_shortcut_parse(value, &cfg.shortcut) != RN_OK)
                 return rn_usage_error("info", "%s", rn_last_error());

@@ -289,11 +289,26 @@ static void print_csv_field(const char *text)
     putchar('"');
 }
 
+/* Prints text as a JSON string. JSON must be UTF-8, so a path that is not
+ * (file names are bytes) prints with each byte above 0x7f replaced by '?'. */
 static void print_json_string(const char *text)
 {
     rn_strbuf buffer = {0};
-    if (rn_json_append_string(&buffer, text, strlen(text)) == RN_OK)
-        fwrite(buffer.data, 1, buffer.length, stdout);
+    size_t length = strlen(text);
+    if (rn_json_append_string(&buffer, text, length) != RN_OK) {
+        char *ascii = strdup(text);
+        buffer.length = 0;
+        for (size_t i = 0; ascii && i < length; i++)
+            if ((unsigned char)ascii[i] > 0x7f)
+                ascii[i] = '?';
+        if (!ascii || rn_json_append_string(&buffer, ascii, length) != RN_OK) {
+            rn_strbuf_free(&buffer);
+            buffer = (rn_strbuf){0};
+            rn_json_append_string(&buffer, "?", 1);
+        }
+        free(ascii);
+    }
+    fwrite(buffer.data, 1, buffer.length, stdout);
     rn_strbuf_free(&buffer);
 }
 
@@ -529,9 +544,14 @@ int cmd_predict(int argc, char **argv)
         status = o.class_names_path
                      ? read_class_names_file(o.class_names_path, mc.classes, &names)
                      : rn_weights_read_class_names(&file, mc.classes, &names);
-    if (status == RN_OK)
-        status = rn_error_prefix(rn_model_create(&mc, &model), "%s: cannot build model %s: ",
-                                 o.weights, mc.arch);
+    if (status == RN_OK) {
+        status = rn_model_create(&mc, &model);
+        /* Without --model the architecture came from the file, so the file is
+         * malformed (exit 1) rather than an option invalid (exit 2). */
+        if (status == RN_ERR_INVALID && !o.model)
+            status = RN_ERR_FORMAT;
+        status = rn_error_prefix(status, "%s: cannot build model %s: ", o.weights, mc.arch);
+    }
     if (status == RN_OK)
         status = rn_weights_apply(model, NULL, &file);
     if (status == RN_OK)
