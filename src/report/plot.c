@@ -164,11 +164,23 @@ static rn_status draw_ticks(rn_strbuf *o, const axis *xa, const axis *ya, double
         RN_TRY(rn_strbuf_appendf(o, "<line class=\"grid\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" "
                                  "y2=\"%.1f\"/>\n", ox + PLOT_LEFT, py, ox + PLOT_LEFT + PLOT_W,
                                  py));
-        if (ya->log)
+        if (ya->log) {
             RN_TRY(rn_strbuf_appendf(o, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">10"
                                      "<tspan dy=\"-6\" font-size=\"9\">%d</tspan></text>\n",
                                      ox + PLOT_LEFT - 6, py + 4, (int)lround(t)));
-        else {
+            /* Over few decades, also mark 2 and 5 times each power of ten. */
+            for (int m = 0; m < 2 && ya->hi - ya->lo <= 3 && t < ya->hi - 0.5; m++) {
+                double v = (m ? 5.0 : 2.0) * pow(10.0, t);
+                double pm = oy + PLOT_TOP + PLOT_H - PLOT_H * axis_position(ya, v);
+                tick_text(text, sizeof text, v, v);
+                RN_TRY(rn_strbuf_appendf(o, "<line class=\"grid\" x1=\"%.1f\" y1=\"%.1f\" "
+                                         "x2=\"%.1f\" y2=\"%.1f\"/>\n<text x=\"%.1f\" "
+                                         "y=\"%.1f\" text-anchor=\"end\" font-size=\"10\">%s"
+                                         "</text>\n", ox + PLOT_LEFT, pm,
+                                         ox + PLOT_LEFT + PLOT_W, pm, ox + PLOT_LEFT - 6,
+                                         pm + 4, text));
+            }
+        } else {
             tick_text(text, sizeof text, t, ya->step);
             RN_TRY(rn_strbuf_appendf(o, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%s"
                                      "</text>\n", ox + PLOT_LEFT - 6, py + 4, text));
@@ -218,15 +230,33 @@ static rn_status draw_series(rn_strbuf *o, const rn_panel *p, const rn_series *s
     return RN_OK;
 }
 
+/* Two legend columns, or one when a label would run into the second. */
+static int legend_columns(const rn_panel *p)
+{
+    size_t longest = 0;
+    for (int s = 0; s < p->series_count; s++)
+        if (strlen(p->series[s].label) > longest)
+            longest = strlen(p->series[s].label);
+    /* About 7 units per character at font size 12, after a 36-unit sample. */
+    return 36 + 7 * (int)longest < LEGEND_COL_W ? 2 : 1;
+}
+
+static int legend_rows(const rn_panel *p)
+{
+    int columns = legend_columns(p);
+    return (p->series_count + columns - 1) / columns;
+}
+
 static rn_status draw_legend(rn_strbuf *o, const rn_panel *p, double ox, double oy)
 {
+    int columns = legend_columns(p);
     for (int s = 0; s < p->series_count; s++) {
         const rn_series *series = &p->series[s];
         const char *color = PALETTE[(series->color % RN_PLOT_PALETTE_SIZE +
                                      RN_PLOT_PALETTE_SIZE) % RN_PLOT_PALETTE_SIZE];
         const char *dash = dash_array(series->style);
-        double x = ox + PLOT_LEFT - 40 + (s % 2) * LEGEND_COL_W;
-        double y = oy + PLOT_TOP + PLOT_H + LEGEND_GAP + (s / 2) * LEGEND_ROW_H;
+        double x = ox + PLOT_LEFT - 40 + (s % columns) * LEGEND_COL_W;
+        double y = oy + PLOT_TOP + PLOT_H + LEGEND_GAP + (s / columns) * LEGEND_ROW_H;
         RN_TRY(rn_strbuf_appendf(o, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
                                  "stroke=\"%s\" stroke-width=\"2\"", x, y - 4, x + 30, y - 4,
                                  color));
@@ -290,16 +320,21 @@ static rn_status draw_panel(rn_strbuf *o, const rn_panel *p, double ox, double o
 
 /* ---------------------------------------------------------------- figure */
 
-rn_status rn_plot_svg(rn_strbuf *o, const char *title, const rn_panel *panels,
-                      int panel_count)
+rn_status rn_plot_svg_grid(rn_strbuf *o, const char *title, const rn_panel *panels,
+                           int panel_count, int columns)
 {
+    RN_ASSERT(panel_count >= 1 && columns >= 1);
+    if (columns > panel_count)
+        columns = panel_count;
     int rows = 0;
     for (int k = 0; k < panel_count; k++) {
-        int r = (panels[k].series_count + 1) / 2;
+        int r = legend_rows(&panels[k]);
         rows = r > rows ? r : rows;
     }
-    int width = PANEL_W * panel_count;
-    int height = TITLE_H + PLOT_TOP + PLOT_H + LEGEND_GAP + rows * LEGEND_ROW_H;
+    int panel_h = PLOT_TOP + PLOT_H + LEGEND_GAP + rows * LEGEND_ROW_H;
+    int grid_rows = (panel_count + columns - 1) / columns;
+    int width = PANEL_W * columns;
+    int height = TITLE_H + grid_rows * panel_h;
 
     RN_TRY(rn_strbuf_appendf(o, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" "
                              "height=\"%d\" viewBox=\"0 0 %d %d\" font-family=\"DejaVu Sans, "
@@ -319,15 +354,22 @@ rn_status rn_plot_svg(rn_strbuf *o, const char *title, const rn_panel *panels,
         RN_TRY(rn_strbuf_append(o, "</text>\n", 8));
     }
     for (int k = 0; k < panel_count; k++)
-        RN_TRY(draw_panel(o, &panels[k], (double)k * PANEL_W, TITLE_H, k));
+        RN_TRY(draw_panel(o, &panels[k], (double)(k % columns) * PANEL_W,
+                          TITLE_H + (double)(k / columns) * panel_h, k));
     return rn_strbuf_append(o, "</svg>\n", 7);
 }
 
+rn_status rn_plot_svg(rn_strbuf *o, const char *title, const rn_panel *panels,
+                      int panel_count)
+{
+    return rn_plot_svg_grid(o, title, panels, panel_count, panel_count);
+}
+
 rn_status rn_plot_write(const char *path, const char *title, const rn_panel *panels,
-                        int panel_count)
+                        int panel_count, int columns)
 {
     rn_strbuf svg = {0};
-    rn_status status = rn_plot_svg(&svg, title, panels, panel_count);
+    rn_status status = rn_plot_svg_grid(&svg, title, panels, panel_count, columns);
     if (status == RN_OK) {
         const void *chunks[1] = {svg.data};
         size_t sizes[1] = {svg.length};

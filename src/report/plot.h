@@ -2,7 +2,8 @@
  *
  * A figure is one or more panels side by side under a common title. Each
  * panel has labelled axes, a grid, a linear or base-10 logarithmic y axis
- * and a legend below its plot area, so the legend never hides a curve. */
+ * and a legend below its plot area, so the legend never hides a curve.
+ * Labels and titles are UTF-8 text. */
 #ifndef RN_REPORT_PLOT_H
 #define RN_REPORT_PLOT_H
 
@@ -42,9 +43,14 @@ typedef struct rn_panel {
 rn_status rn_plot_svg(rn_strbuf *out, const char *title, const rn_panel *panels,
                       int panel_count);
 
-/* Write the SVG document to path atomically. */
+/* Append an SVG document with the panels in rows of `columns`, left to
+ * right and top to bottom. */
+rn_status rn_plot_svg_grid(rn_strbuf *out, const char *title, const rn_panel *panels,
+                           int panel_count, int columns);
+
+/* Write the SVG document of rn_plot_svg_grid to path atomically. */
 rn_status rn_plot_write(const char *path, const char *title, const rn_panel *panels,
-                        int panel_count);
+                        int panel_count, int columns);
 
 /* Append text with the five XML special characters escaped. */
 rn_status rn_xml_append_escaped(rn_strbuf *out, const char *text);
