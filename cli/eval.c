@@ -1,4 +1,5 @@
 /* resnet eval */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,11 +27,14 @@ static const char EVAL_HELP[] =
     "                      (default /usr/share/datasets/fashion-mnist)\n"
     "  -b, --batch-size N  images per batch (default 256); results do not depend on it\n"
     "  --test-limit N      evaluate the first N test images only (0: all)\n"
+    "  --probs N           also print the softmax probabilities of the first N test\n"
+    "                      images beside their predicted and true class\n"
     "  --threads N         OpenMP threads (0: all cores)\n";
 
 static int takes_value(const char *name)
 {
-    static const char *const valued[] = {"weights", "data", "batch-size", "test-limit", "threads", NULL};
+    static const char *const valued[] = {"weights", "data", "batch-size", "test-limit", "probs",
+                                         "threads", NULL};
     static const char *const switches[] = {"help", NULL};
     return rn_args_classify(name, valued, switches);
 }
@@ -78,13 +82,59 @@ static void class_names(const rn_safetensors *file, int classes, char names[][32
     rn_json_free(json);
 }
 
+/* Print softmax(logits) of the first `count` images of the loader's first
+ * epoch. The network outputs logits; the probabilities are computed here
+ * with a stable softmax (the largest logit subtracted before exp), and
+ * their arg-max is the arg-max of the logits because exp is increasing. */
+static rn_status print_probabilities(rn_model *model, rn_plan *plan, rn_loader *loader,
+                                     int64_t count, char names[][32])
+{
+    int classes = model->config.classes, n;
+    const float *images;
+    const int32_t *labels;
+    int64_t done = 0;
+    double *p = malloc(classes * sizeof(double));
+    if (!p)
+        return rn_error(RN_ERR_NOMEM, "out of memory");
+
+    printf("\nsoftmax probabilities of the first %lld test images (columns: classes 0 to %d):"
+           "\n%5s  %-12s %-12s %7s ", (long long)count, classes - 1, "image", "true",
+           "predicted", "p(pred)");
+    for (int k = 0; k < classes; k++)
+        printf(" %6d", k);
+    printf("\n");
+    rn_status status = rn_loader_start_epoch(loader, 0);
+    while (status == RN_OK && done < count && rn_loader_next(loader, &images, &labels, &n)) {
+        const float *logits = rn_model_forward(model, plan, images, n, 0);
+        for (int i = 0; i < n && done < count; i++, done++) {
+            const float *z = logits + (size_t)i * classes;
+            double max = z[0], sum = 0.0;
+            int best = 0;
+            for (int k = 1; k < classes; k++)
+                if (z[k] > max) {
+                    max = z[k];
+                    best = k;
+                }
+            for (int k = 0; k < classes; k++)
+                sum += p[k] = exp(z[k] - max);
+            printf("%5lld  %-12.12s %-12.12s %7.4f ", (long long)done, names[labels[i]],
+                   names[best], p[best] / sum);
+            for (int k = 0; k < classes; k++)
+                printf(" %6.4f", p[k] / sum);
+            printf("\n");
+        }
+    }
+    free(p);
+    return status;
+}
+
 int cmd_eval(int argc, char **argv)
 {
     static const char *const shorts[] = {"b", "batch-size", "h", "help", NULL};
     rn_args args = {argc, argv, 0, "eval"};
     const char *name, *value, *weights = NULL, *data_dir = RN_FASHION_MNIST_DIR;
     int r, mb = 256, threads = 0;
-    long long limit = 0;
+    long long limit = 0, probs = 0;
 
     while ((r = rn_args_next(&args, shorts, takes_value, &name, &value)) > 0) {
         char *end;
@@ -103,6 +153,11 @@ int cmd_eval(int argc, char **argv)
             limit = strtoll(value, &end, 10);
             if (end == value || *end || limit < 0)
                 return rn_usage_error("eval", "invalid --test-limit '%s'", value);
+        } else if (!strcmp(name, "probs")) {
+            probs = strtoll(value, &end, 10);
+            if (end == value || *end || probs < 1)
+                return rn_usage_error("eval", "invalid --probs '%s': expected a number of "
+                                      "images, at least 1", value);
         } else if (!strcmp(name, "threads")) {
             threads = (int)strtol(value, &end, 10);
             if (end == value || *end || threads < 0 || threads > 4096)
@@ -195,7 +250,13 @@ int cmd_eval(int argc, char **argv)
             printf(" %5lld", (long long)confusion[(size_t)k * mc.classes + j]);
         printf("\n");
     }
+    if (probs > 0)
+        status = print_probabilities(model, plan, loader, probs, names);
     free(names);
+    if (status != RN_OK) {
+        exit_code = rn_report_failure("eval", status);
+        goto done;
+    }
     exit_code = RN_EXIT_OK;
 
 done:
