@@ -100,7 +100,7 @@ static rn_status write_summary(const rn_experiment_options *o, const net_result 
     exp_count_text(train_text, sizeof train_text, train_count);
     exp_count_text(test_text, sizeof test_text, test_count);
     rn_strbuf_appendf(&s, "degradation: %d epochs on %s training images, tested on %s "
-                      "images, with the default recipe (SGD with Nesterov momentum, cosine "
+                      "images, with the default recipe\n(SGD with Nesterov momentum, cosine "
                       "schedule, label smoothing 0.1, random flips)\n\n", epochs, train_text,
                       test_text);
     rn_strbuf_appendf(&s, "%-14s %16s %16s\n", "model", "train error (%)", "test error (%)");
@@ -111,7 +111,8 @@ static rn_status write_summary(const rn_experiment_options *o, const net_result 
         any_diverged |= r->diverged;
     }
     rn_strbuf_appendf(&s, "\nTraining error is the mean over the last epoch's batches, "
-                      "with augmentation, as the dashed curves of the paper's Figure 6.\n\n");
+                      "with augmentation,\nas in the dashed curves of Figure 6 of He et al. "
+                      "(2015).\n\n");
 
     int plain_degrades = pd > ps;
     int residual_fine = rd <= rs + EQUAL_TOLERANCE;

@@ -251,9 +251,9 @@ static rn_status write_summary(const rn_experiment_options *o, const net_stats *
     rn_strbuf s = {0};
     int held = 1, compared = 0;
 
-    rn_strbuf_appendf(&s, "gradients: %s, Kaiming (fan_out) initialization; measured on a "
-                      "fixed batch of %d training images in training mode; then %d steps "
-                      "of the default recipe%s\n\n", o->no_bn ? "without BN (conv biases "
+    rn_strbuf_appendf(&s, "gradients: %s, Kaiming (fan_out) initialization.\nMeasured on a "
+                      "fixed batch of %d training images in training mode,\nat "
+                      "initialization and after %d steps of the default recipe%s.\n\n", o->no_bn ? "without BN (conv biases "
                       "start at zero)" : "with BN", mb, steps,
                       o->no_bn ? " at lr 0.01" : "");
     rn_strbuf_appendf(&s, "%-16s %14s %14s %14s %14s %12s\n", "model", "first/last init",
@@ -272,10 +272,10 @@ static rn_status write_summary(const rn_experiment_options *o, const net_stats *
                           mean_response(net, net->trained), net->diverged ? "  diverged" : "");
     }
     rn_strbuf_appendf(&s, "\nfirst/last: gradient norm of the first convolution divided by "
-                      "that of the last; far below 1 means the gradient vanishes on its way "
-                      "to the input.\nmean std end: mean std of the 3x3 responses after "
-                      "training (the paper's Figure 7 finds residual nets' responses "
-                      "smaller than plain nets').\n\n");
+                      "that of the last;\n  far below 1 means the gradient vanishes on its "
+                      "way to the input.\nmean std end: mean std of the 3x3 responses after "
+                      "training;\n  Figure 7 of He et al. (2015) finds residual nets' "
+                      "responses smaller than plain nets'.\n\n");
 
     /* The paper's observation, per depth: residual responses are smaller. */
     for (int n = 0; n + 1 < count; n += 2) {

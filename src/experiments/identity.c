@@ -231,14 +231,14 @@ static rn_status write_outputs(const rn_experiment_options *o, const char *arch,
                       "branch, bit for bit\n", ex->exact_train, ex->blocks);
     rn_strbuf_appendf(&s, "  evaluation mode: %d of %d blocks output exactly their identity "
                       "branch, bit for bit\n", ex->exact_eval, ex->blocks);
-    rn_strbuf_appendf(&s, "  the logits %s those of the stem plus head (stem, option-A "
+    rn_strbuf_appendf(&s, "  the logits %s those of the stem plus head\n  (stem, option-A "
                       "shortcuts, average pooling, classifier): max |difference| %.3g\n\n",
                       ex->logits_equal ? "EQUAL, bit for bit," : "DIFFER from",
                       ex->max_difference);
     rn_strbuf_appendf(&s, "||F(x)|| / ||x|| per block, F(x) the residual branch before the "
-                      "addition and x the identity branch, over %d test images; at "
-                      "initialization in training mode, after training (%d epochs on %s "
-                      "training images, tested on %s) in evaluation mode:\n", MEASURE_MB,
+                      "addition and x the\nidentity branch, over %d test images: at "
+                      "initialization in training mode, after\ntraining (%d epochs on %s "
+                      "training images, tested on %s) in evaluation mode.\n", MEASURE_MB,
                       epochs, train_text, test_text);
     rn_strbuf_appendf(&s, "  %-34s %8s %8s %8s\n", "", "mean", "min", "max");
     for (int k = 0; k < RATIO_SETS; k++) {
@@ -248,7 +248,8 @@ static rn_status write_outputs(const rn_experiment_options *o, const char *arch,
                           k > 0 && diverged[k - 1] ? "  (diverged)" : "");
     }
     rn_strbuf_appendf(&s, "\nA ratio well below 1 means the block adds a small correction "
-                      "to its input: the learned mapping stays close to the identity.\n");
+                      "to its input,\nso the learned mapping stays close to the "
+                      "identity.\n");
 
     if (status == RN_OK)
         status = csv.data && s.data ? exp_write(o->out_dir, "identity.csv", &csv)

@@ -155,9 +155,9 @@ static rn_status write_summary(const rn_experiment_options *o, const init_case *
     exp_count_text(test_text, sizeof test_text, test_count);
 
     rn_strbuf_appendf(&s, "init: activation std of every ReLU output at initialization "
-                      "(one training-mode batch of %d images); then %d epochs on %s "
-                      "training images, tested on %s, default recipe (lr 0.1 with BN, "
-                      "%.2g without; conv biases start at zero)\n\n", MEASURE_MB, epochs,
+                      "(one training-mode\nbatch of %d images), then %d epochs on %s "
+                      "training images, tested on %s,\nwith the default recipe (lr 0.1 "
+                      "with BN, %.2g without; conv biases start at zero)\n\n", MEASURE_MB, epochs,
                       train_text, test_text, NO_BN_LR);
     rn_strbuf_appendf(&s, "%-18s %-16s %12s %12s %12s %12s\n", "model", "init",
                       "first std", "last std", "train err %", "test err %");
@@ -173,12 +173,12 @@ static rn_status write_summary(const rn_experiment_options *o, const init_case *
                           ic->activation_std[ic->relu_count - 1], tr, te,
                           r->diverged ? "  diverged" : "");
     }
-    rn_strbuf_appendf(&s, "\nfirst/last std: std of the first and the last ReLU output. "
-                      "Without BN, Xavier's variance 2 / (fan_in + fan_out) is half of what "
-                      "a ReLU needs, so in a plain net the signal shrinks by about 1/sqrt(2) "
-                      "per layer; Kaiming keeps it. The training runs' args files say "
-                      "init=kaiming: the experiment re-initializes each model before its "
-                      "first step.\n");
+    rn_strbuf_appendf(&s, "\nfirst/last std: std of the first and the last ReLU output.\n"
+                      "Without BN, Xavier's weight variance 2 / (fan_in + fan_out) is about "
+                      "half of the\n2 / fan_in that keeps the signal through a ReLU, so in "
+                      "a plain net the signal\nshrinks by about 1/sqrt(2) per layer. The "
+                      "training runs' args files say init=kaiming\nbecause the experiment "
+                      "re-initializes each model before its first step.\n");
     rn_status status = s.data ? exp_write(o->out_dir, "summary.txt", &s)
                               : rn_error(RN_ERR_NOMEM, "out of memory");
     rn_strbuf_free(&s);
