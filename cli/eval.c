@@ -83,9 +83,9 @@ static void class_names(const rn_safetensors *file, int classes, char names[][32
 }
 
 /* Print softmax(logits) of the first `count` images of the loader's first
- * epoch. The network outputs logits; the probabilities are computed here
- * with a stable softmax (the largest logit subtracted before exp), and
- * their arg-max is the arg-max of the logits because exp is increasing. */
+ * epoch. The network outputs logits, so the probabilities are computed here
+ * with a stable softmax that subtracts the largest logit before exp. Their
+ * arg-max is the arg-max of the logits because exp is increasing. */
 static rn_status print_probabilities(rn_model *model, rn_plan *plan, rn_loader *loader,
                                      int64_t count, char names[][32])
 {

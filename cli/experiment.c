@@ -88,7 +88,8 @@ static void print_line(void *ctx, const char *line)
     fflush(stdout);
 }
 
-/* Parse an integer option value in [lo, hi]; returns 0 on success. */
+/* Parse an integer option value in [lo, hi]. Returns 0 on success, or -1
+ * after printing a usage error. */
 static int parse_integer(const char *name, const char *value, long long lo, long long hi,
                          long long *out)
 {

@@ -59,9 +59,9 @@ rn_status exp_train(const rn_experiment_options *o, const rn_train_config *c,
 rn_status exp_fixed_batch(const rn_experiment_options *o, int train_set, int mb,
                           float **images, int32_t **labels, int *c, int *h, int *w);
 
-/* Create the model `arch` for 10 classes and c x h x w inputs, initialized
- * as `init` says with the seed, or loaded from the run's last.safetensors
- * when run_dir is not NULL. */
+/* Create the model `arch` for 10 classes and c x h x w inputs. Its weights
+ * come from the run's last.safetensors when run_dir is not NULL, else from
+ * `init` (or the default Kaiming initialization) with the options' seed. */
 rn_status exp_model(const char *arch, int c, int h, int w, const rn_experiment_options *o,
                     const exp_init *init, const char *run_dir, rn_model **out);
 

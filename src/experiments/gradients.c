@@ -277,7 +277,7 @@ static rn_status write_summary(const rn_experiment_options *o, const net_stats *
                       "training;\n  Figure 7 of He et al. (2015) finds residual nets' "
                       "responses smaller than plain nets'.\n\n");
 
-    /* The paper's observation, per depth: residual responses are smaller. */
+    /* Figure 7 of He et al. (2015): per depth, residual responses are smaller. */
     for (int n = 0; n + 1 < count; n += 2) {
         const net_stats *plain = &nets[n], *residual = &nets[n + 1];
         double p = mean_response(plain, plain->trained);

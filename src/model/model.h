@@ -150,8 +150,8 @@ void rn_model_zero_grad(rn_model *model);
 
 /* Activation value of the last forward pass, (mb, c, h, w), for experiments.
  * A plan from rn_plan_create runs a ReLU in place when it is the only reader
- * of its input, so that input (such as a BN output in a plain network) is
- * overwritten; use rn_plan_create_keeping_values to read it. */
+ * of its input, such as a BN output in a plain network. That input is then
+ * overwritten, and a plan from rn_plan_create_keeping_values keeps it. */
 const float *rn_plan_value(const rn_plan *plan, int value);
 
 /* Like rn_plan_create, but every value keeps its own memory: no ReLU runs

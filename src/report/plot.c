@@ -17,7 +17,7 @@ enum {
 };
 
 /* The Okabe-Ito palette, which stays distinguishable with the common forms
- * of colour blindness; gray stands in for its yellow, too pale on white. */
+ * of colour blindness. Gray replaces its yellow, which is too pale on white. */
 static const char *const PALETTE[RN_PLOT_PALETTE_SIZE] = {
     "#0072B2", "#D55E00", "#009E73", "#CC79A7",
     "#E69F00", "#56B4E9", "#000000", "#999999",
@@ -68,7 +68,13 @@ static double nice_step(double span, int target)
     double raw = span / target;
     double magnitude = pow(10.0, floor(log10(raw)));
     double norm = raw / magnitude;
-    double factor = norm < 1.5 ? 1.0 : norm < 3.0 ? 2.0 : norm < 7.0 ? 5.0 : 10.0;
+    double factor = 10.0;
+    if (norm < 1.5)
+        factor = 1.0;
+    else if (norm < 3.0)
+        factor = 2.0;
+    else if (norm < 7.0)
+        factor = 5.0;
     return factor * magnitude;
 }
 
@@ -111,7 +117,7 @@ static int point_shown(const rn_panel *p, double y)
     return isfinite(y) && (!p->log_y || y > 0);
 }
 
-/* The ranges of the panel's data; returns 0 if it has no point to draw. */
+/* Find the ranges of the panel's data. Returns 0 if it has no point to draw. */
 static int data_range(const rn_panel *p, double *x_lo, double *x_hi, double *y_lo,
                       double *y_hi)
 {
