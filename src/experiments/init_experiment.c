@@ -110,6 +110,7 @@ static rn_status write_outputs(const rn_experiment_options *o, init_case *cases,
         curves[p][2 * i] = (rn_series){.x = epoch_x, .y = train_err[k], .n = r->epoch_count,
                                        .color = i, .style = RN_LINE_DASHED, .markers = markers};
         curves[p][2 * i + 1] = curves[p][2 * i];
+        curves[p][2 * i + 1].y = test_err[k];
         curves[p][2 * i + 1].style = RN_LINE_SOLID;
         snprintf(curves[p][2 * i].label, RN_PLOT_LABEL_MAX, "%s train%s", INIT_NAMES[i],
                  r->diverged ? " (diverged)" : "");
