@@ -1,4 +1,5 @@
 /* resnet eval */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,14 +31,62 @@ static const char EVAL_HELP[] =
     "                      cifar10: test_batch.bin\n"
     "  -b, --batch-size N  images per batch (default 256); results do not depend on it\n"
     "  --test-limit N      evaluate the first N test images only (0: all)\n"
+    "  --probs N           also print the softmax probabilities of the first N test\n"
+    "                      images beside their predicted and true class\n"
     "  --threads N         OpenMP threads (0: all cores)\n";
 
 static int takes_value(const char *name)
 {
     static const char *const valued[] = {"weights", "data", "data-format", "batch-size",
-                                         "test-limit", "threads", NULL};
+                                         "test-limit", "probs", "threads", NULL};
     static const char *const switches[] = {"help", NULL};
     return rn_args_classify(name, valued, switches);
+}
+
+/* Print softmax(logits) of the first `count` images of the loader's first
+ * epoch. The network outputs logits, so the probabilities are computed here
+ * with a stable softmax that subtracts the largest logit before exp. Their
+ * arg-max is the arg-max of the logits because exp is increasing. */
+static rn_status print_probabilities(rn_model *model, rn_plan *plan, rn_loader *loader,
+                                     int64_t count, char **names)
+{
+    int classes = model->config.classes, n;
+    const float *images;
+    const int32_t *labels;
+    int64_t done = 0;
+    double *p = malloc(classes * sizeof(double));
+    if (!p)
+        return rn_error(RN_ERR_NOMEM, "out of memory");
+
+    printf("\nsoftmax probabilities of the first %lld test images (columns: classes 0 to %d):"
+           "\n%5s  %-12s %-12s %7s ", (long long)count, classes - 1, "image", "true",
+           "predicted", "p(pred)");
+    for (int k = 0; k < classes; k++)
+        printf(" %6d", k);
+    printf("\n");
+    rn_status status = rn_loader_start_epoch(loader, 0);
+    while (status == RN_OK && done < count && rn_loader_next(loader, &images, &labels, &n) > 0) {
+        const float *logits = rn_model_forward(model, plan, images, n, 0);
+        for (int i = 0; i < n && done < count; i++, done++) {
+            const float *z = logits + (size_t)i * classes;
+            double max = z[0], sum = 0.0;
+            int best = 0;
+            for (int k = 1; k < classes; k++)
+                if (z[k] > max) {
+                    max = z[k];
+                    best = k;
+                }
+            for (int k = 0; k < classes; k++)
+                sum += p[k] = exp(z[k] - max);
+            printf("%5lld  %-12.12s %-12.12s %7.4f ", (long long)done, names[labels[i]],
+                   names[best], p[best] / sum);
+            for (int k = 0; k < classes; k++)
+                printf(" %6.4f", p[k] / sum);
+            printf("\n");
+        }
+    }
+    free(p);
+    return status;
 }
 
 int cmd_eval(int argc, char **argv)
@@ -46,7 +95,7 @@ int cmd_eval(int argc, char **argv)
     rn_args args = {argc, argv, 0, "eval"};
     const char *name, *value, *weights = NULL, *data_dir = RN_FASHION_MNIST_DIR;
     int r, mb = 256, threads = 0;
-    long long limit = 0;
+    long long limit = 0, probs = 0;
     rn_data_format format = RN_DATA_FORMAT_IDX;
 
     while ((r = rn_args_next(&args, shorts, takes_value, &name, &value)) > 0) {
@@ -69,6 +118,11 @@ int cmd_eval(int argc, char **argv)
             limit = strtoll(value, &end, 10);
             if (end == value || *end || limit < 0)
                 return rn_usage_error("eval", "invalid --test-limit '%s'", value);
+        } else if (!strcmp(name, "probs")) {
+            probs = strtoll(value, &end, 10);
+            if (end == value || *end || probs < 1)
+                return rn_usage_error("eval", "invalid --probs '%s': expected a number of "
+                                      "images, at least 1", value);
         } else if (!strcmp(name, "threads")) {
             threads = (int)strtol(value, &end, 10);
             if (end == value || *end || threads < 0 || threads > 4096)
@@ -175,6 +229,13 @@ int cmd_eval(int argc, char **argv)
         for (int j = 0; j < mc.classes; j++)
             printf(" %5lld", (long long)confusion[(size_t)k * mc.classes + j]);
         printf("\n");
+    }
+    if (probs > 0) {
+        status = print_probabilities(model, plan, loader, probs, names);
+        if (status != RN_OK) {
+            exit_code = rn_report_failure("eval", status);
+            goto done;
+        }
     }
     exit_code = RN_EXIT_OK;
 

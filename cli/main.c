@@ -1,4 +1,4 @@
-/* The `resnet` command: train, eval, predict, info and bench. */
+/* The `resnet` command: train, eval, predict, info, bench and experiment. */
 #include <stdio.h>
 #include <string.h>
 
@@ -12,11 +12,12 @@ static void print_usage(FILE *out)
             "Residual networks in plain C.\n"
             "\n"
             "commands:\n"
-            "  train   train a network on Fashion-MNIST, an image folder or CIFAR-10\n"
-            "  eval    evaluate a weights file on the test set\n"
-            "  predict classify PNG and JPEG images with a weights file\n"
-            "  info    print a model's layers, parameters and multiply-accumulates\n"
-            "  bench   measure training throughput and peak memory\n"
+            "  train       train a network on Fashion-MNIST, an image folder or CIFAR-10\n"
+            "  eval        evaluate a weights file on the test set\n"
+            "  predict     classify PNG and JPEG images with a weights file\n"
+            "  info        print a model's layers, parameters and multiply-accumulates\n"
+            "  bench       measure training throughput and peak memory\n"
+            "  experiment  run an experiment on residual learning and plot it\n"
             "\n"
             "Run 'resnet COMMAND --help' for the options of a command.\n");
 }
@@ -46,6 +47,8 @@ int main(int argc, char **argv)
         return cmd_info(argc - 2, argv + 2);
     if (!strcmp(command, "bench"))
         return cmd_bench(argc - 2, argv + 2);
+    if (!strcmp(command, "experiment"))
+        return cmd_experiment(argc - 2, argv + 2);
     fprintf(stderr, "resnet: unknown command '%s'\n\n", command);
     print_usage(stderr);
     return RN_EXIT_USAGE;

@@ -341,7 +341,7 @@ int cmd_train(int argc, char **argv)
     }
 
     progress_state progress = {.tty = isatty(STDOUT_FILENO), .print_every = 1};
-    rn_train_events events = {&progress, on_start, on_batch, on_epoch};
+    rn_train_events events = {&progress, on_start, on_batch, on_epoch, NULL};
     rn_train_result result;
     int64_t approx_batches = 60000 / config.batch_size;
     if (config.train_limit > 0 && config.train_limit < 60000)

@@ -45,34 +45,42 @@ const char *rn_shortcut_name(rn_shortcut shortcut)
     return "?";
 }
 
-/* A basic block of the CIFAR networks, He et al. (2015) section 4.2, and of
- * torchvision's resnet18 and resnet34: conv3x3-BN-ReLU-conv3x3-BN, plus the
- * shortcut, then ReLU. Names follow torchvision's BasicBlock (conv1, bn1,
- * conv2, bn2, downsample.0/.1). */
-rn_status rn_graph_basic_block(rn_model *m, int *x, const char *prefix, int planes,
-                               int stride, rn_shortcut shortcut)
+/* A convolution followed by BN (the conv without bias, since BN's shift
+ * replaces it), or, in a network without BN, a convolution with bias as
+ * torch.nn.Conv2d has by default. */
+static int conv_bn(rn_model *m, int src, const char *prefix, const char *conv,
+                   const char *bn, int oc, int k, int stride, int pad, int with_bn)
+{
+    char name[RN_NAME_MAX];
+    rn_graph_name(name, sizeof name, "%s%s", prefix, conv);
+    int y = rn_graph_conv(m, src, name, oc, k, stride, pad, !with_bn);
+    if (!with_bn)
+        return y;
+    rn_graph_name(name, sizeof name, "%s%s", prefix, bn);
+    return rn_graph_bn(m, y, name);
+}
+
+/* A basic block of the CIFAR networks, He et al. (2015) section 4.2:
+ * conv3x3-BN-ReLU-conv3x3-BN, plus the shortcut, then ReLU. Names follow
+ * torchvision's BasicBlock (conv1, bn1, conv2, bn2, downsample.0/.1). */
+static rn_status cifar_block(rn_model *m, int *x, const char *prefix, int planes,
+                             int stride, rn_shortcut shortcut, int with_bn)
 {
     char name[RN_NAME_MAX];
     int in = *x;
     int shape_changes = stride != 1 || m->values[in].c != planes;
 
-    rn_graph_name(name, sizeof name, "%s.conv1", prefix);
-    int y = rn_graph_conv(m, in, name, planes, 3, stride, 1, 0);
-    rn_graph_name(name, sizeof name, "%s.bn1", prefix);
-    y = rn_graph_relu(m, rn_graph_bn(m, y, name));
-    rn_graph_name(name, sizeof name, "%s.conv2", prefix);
-    y = rn_graph_conv(m, y, name, planes, 3, 1, 1, 0);
-    rn_graph_name(name, sizeof name, "%s.bn2", prefix);
-    y = rn_graph_bn(m, y, name);
+    int y = conv_bn(m, in, prefix, ".conv1", ".bn1", planes, 3, stride, 1, with_bn);
+    y = rn_graph_relu(m, y);
+    y = conv_bn(m, y, prefix, ".conv2", ".bn2", planes, 3, 1, 1, with_bn);
 
     if (shortcut != RN_SHORTCUT_NONE) {
-        m->nodes[m->node_count - 1].last_bn_of_residual = 1;
+        if (with_bn)
+            m->nodes[m->node_count - 1].last_bn_of_residual = 1;
         int identity = in;
         if (shortcut == RN_SHORTCUT_C || (shortcut == RN_SHORTCUT_B && shape_changes)) {
-            rn_graph_name(name, sizeof name, "%s.downsample.0", prefix);
-            identity = rn_graph_conv(m, in, name, planes, 1, stride, 0, 0);
-            rn_graph_name(name, sizeof name, "%s.downsample.1", prefix);
-            identity = rn_graph_bn(m, identity, name);
+            identity = conv_bn(m, in, prefix, ".downsample.0", ".downsample.1", planes, 1,
+                               stride, 0, with_bn);
         } else if (shape_changes) {
             rn_graph_name(name, sizeof name, "%s.shortcut", prefix);
             RN_TRY(rn_graph_shortcut_a(m, in, name, planes, stride, &identity));
@@ -84,23 +92,29 @@ rn_status rn_graph_basic_block(rn_model *m, int *x, const char *prefix, int plan
     return RN_OK;
 }
 
+rn_status rn_graph_basic_block(rn_model *m, int *x, const char *prefix, int planes,
+                               int stride, rn_shortcut shortcut)
+{
+    return cifar_block(m, x, prefix, planes, stride, shortcut, 1);
+}
+
 /* The 6n+2 networks for CIFAR-10: 3x3 stem with 16 filters, three stages of
  * n blocks at 16, 32 and 64 filters (the first block of stages 2 and 3 has
- * stride 2), global average pooling and a linear classifier. */
-static rn_status build_cifar(rn_model *m, int depth, rn_shortcut shortcut)
+ * stride 2), global average pooling and a linear classifier. Without BN
+ * (the "-nobn" names) every convolution has a bias instead. */
+static rn_status build_cifar(rn_model *m, int depth, rn_shortcut shortcut, int with_bn)
 {
     const rn_model_config *cfg = &m->config;
     int n = (depth - 2) / 6;
     int x = rn_graph_input(m, cfg->in_c, cfg->in_h, cfg->in_w);
 
-    x = rn_graph_conv(m, x, "conv1", 16, 3, 1, 1, 0);
-    x = rn_graph_relu(m, rn_graph_bn(m, x, "bn1"));
+    x = rn_graph_relu(m, conv_bn(m, x, "", "conv1", "bn1", 16, 3, 1, 1, with_bn));
     for (int stage = 0; stage < 3; stage++) {
         for (int b = 0; b < n; b++) {
             char prefix[RN_NAME_MAX];
             rn_graph_name(prefix, sizeof prefix, "layer%d.%d", stage + 1, b);
-            RN_TRY(rn_graph_basic_block(m, &x, prefix, 16 << stage,
-                               stage > 0 && b == 0 ? 2 : 1, shortcut));
+            RN_TRY(cifar_block(m, &x, prefix, 16 << stage,
+                               stage > 0 && b == 0 ? 2 : 1, shortcut, with_bn));
         }
     }
     x = rn_graph_avgpool(m, x, "avgpool");
@@ -164,14 +178,16 @@ static rn_status build_d2l_resnet18(rn_model *m)
     return RN_OK;
 }
 
-static int parse_cifar_depth(const char *arch, const char *prefix)
+/* Depth N of "<prefix>N" or "<prefix>N-nobn" (*with_bn set to 0), else 0. */
+static int parse_cifar_depth(const char *arch, const char *prefix, int *with_bn)
 {
     size_t len = strlen(prefix);
     if (strncmp(arch, prefix, len) != 0 || !isdigit((unsigned char)arch[len]))
         return 0;
     char *end;
     long depth = strtol(arch + len, &end, 10);
-    if (*end || depth < 8 || depth > 2000 || (depth - 2) % 6 != 0)
+    *with_bn = strcmp(end, "-nobn") != 0;
+    if ((*end && *with_bn) || depth < 8 || depth > 2000 || (depth - 2) % 6 != 0)
         return 0;
     return (int)depth;
 }
@@ -206,7 +222,7 @@ rn_status rn_model_create(const rn_model_config *config, rn_model **out)
 {
     rn_status status;
     rn_model *m;
-    int depth;
+    int depth, with_bn;
 
     *out = NULL;
     RN_TRY(check_config(config));
@@ -223,13 +239,13 @@ rn_status rn_model_create(const rn_model_config *config, rn_model **out)
     } else if (rn_is_imagenet_arch(config->arch)) {
         /* Before the CIFAR names: resnet50 and resnet152 are also 6n+2. */
         status = rn_build_imagenet(m);
-    } else if ((depth = parse_cifar_depth(config->arch, "resnet"))) {
+    } else if ((depth = parse_cifar_depth(config->arch, "resnet", &with_bn))) {
         rn_shortcut shortcut = config->shortcut;
         if (shortcut == RN_SHORTCUT_NONE || shortcut == RN_SHORTCUT_DEFAULT)
             shortcut = RN_SHORTCUT_A;
         m->config.shortcut = shortcut;
-        status = build_cifar(m, depth, shortcut);
-    } else if ((depth = parse_cifar_depth(config->arch, "plain"))) {
+        status = build_cifar(m, depth, shortcut, with_bn);
+    } else if ((depth = parse_cifar_depth(config->arch, "plain", &with_bn))) {
         if (config->shortcut != RN_SHORTCUT_DEFAULT && config->shortcut != RN_SHORTCUT_NONE) {
             free(m);
             return rn_error(RN_ERR_INVALID, "%s has no shortcuts, so shortcut option %s "
@@ -237,7 +253,7 @@ rn_status rn_model_create(const rn_model_config *config, rn_model **out)
                             config->arch, rn_shortcut_name(config->shortcut), depth);
         }
         m->config.shortcut = RN_SHORTCUT_NONE;
-        status = build_cifar(m, depth, RN_SHORTCUT_NONE);
+        status = build_cifar(m, depth, RN_SHORTCUT_NONE, with_bn);
     } else if ((depth = rn_preact_depth(config->arch, &bottleneck))) {
         status = rn_build_preact(m, depth, bottleneck);
     } else if (!strcmp(config->arch, "d2l-resnet18")) {
@@ -256,8 +272,9 @@ rn_status rn_model_create(const rn_model_config *config, rn_model **out)
         free(m);
         return rn_error(RN_ERR_INVALID, "unknown model '%s'; available: %s "
                         "(resnetN, plainN and preact-resnetN accept any depth "
-                        "N = 6n+2 from 8 to 2000; resnet50 and resnet152 are "
-                        "torchvision's)",
+                        "N = 6n+2 from 8 to 2000; resnetN and plainN also take the suffix "
+                        "-nobn, as in plain56-nobn, for a network without batch "
+                        "normalization; resnet50 and resnet152 are torchvision's)",
                         config->arch, rn_model_names());
     }
     if (status == RN_OK)

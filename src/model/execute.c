@@ -153,7 +153,7 @@ size_t rn_plan_nbytes(const rn_plan *plan)
     return plan->nbytes;
 }
 
-rn_status rn_plan_create(const rn_model *m, int mb, rn_plan **out)
+static rn_status plan_create(const rn_model *m, int mb, int keep_values, rn_plan **out)
 {
     int nv = m->value_count, nn = m->node_count;
     rn_plan *plan = calloc(1, sizeof *plan);
@@ -189,7 +189,12 @@ rn_status rn_plan_create(const rn_model *m, int mb, rn_plan **out)
         goto nomem;
 
     /* Activations: one region per stored value. */
-    plan_aliases(m, storage, plan->fused_relu, plan->skip);
+    if (keep_values) {
+        for (int v = 0; v < nv; v++)
+            storage[v] = v;
+    } else {
+        plan_aliases(m, storage, plan->fused_relu, plan->skip);
+    }
     size_t activation_numel = 0;
     for (int v = 1; v < nv; v++) {
         if (storage[v] != v)
@@ -267,6 +272,16 @@ done:
     free(value_offset);
     free(slot_offset);
     return status;
+}
+
+rn_status rn_plan_create(const rn_model *m, int mb, rn_plan **out)
+{
+    return plan_create(m, mb, 0, out);
+}
+
+rn_status rn_plan_create_keeping_values(const rn_model *m, int mb, rn_plan **out)
+{
+    return plan_create(m, mb, 1, out);
 }
 
 const float *rn_plan_value(const rn_plan *plan, int value)

@@ -37,6 +37,9 @@ void rn_model_init(rn_model *model, rn_init init, int zero_init_residual,
         if (is_weight && init == RN_INIT_XAVIER) {
             /* xavier_uniform_: U(-a, a), a = sqrt(6 / (fan_in + fan_out)) */
             fill_uniform(x, e->numel, sqrt(6.0 / (e->fan_in + e->fan_out)), &rng);
+        } else if (e->role == RN_ROLE_CONV_WEIGHT && init == RN_INIT_KAIMING_FAN_IN) {
+            /* kaiming_normal_(mode="fan_in", nonlinearity="relu") */
+            fill_normal(x, e->numel, sqrt(2.0 / e->fan_in), &rng);
         } else if (e->role == RN_ROLE_CONV_WEIGHT) {
             /* kaiming_normal_(mode="fan_out", nonlinearity="relu") */
             fill_normal(x, e->numel, sqrt(2.0 / e->fan_out), &rng);

@@ -122,6 +122,7 @@ const char *rn_shortcut_name(rn_shortcut shortcut);
 typedef enum rn_init {
     RN_INIT_KAIMING, /* normal, fan_out, ReLU gain: torchvision's ResNet */
     RN_INIT_XAVIER,  /* uniform on conv and linear weights: the d2l book */
+    RN_INIT_KAIMING_FAN_IN, /* normal, fan_in, ReLU gain: He et al. (2015) */
 } rn_init;
 
 /* Initialize parameters and buffers from a seed. Biases, and linear weights
@@ -157,7 +158,15 @@ void rn_model_backward(rn_model *model, rn_plan *plan, const float *diff_logits)
 
 void rn_model_zero_grad(rn_model *model);
 
-/* Activation value of the last forward pass, (mb, c, h, w), for experiments. */
+/* Activation value of the last forward pass, (mb, c, h, w), for experiments.
+ * A plan from rn_plan_create runs a ReLU in place when it is the only reader
+ * of its input, such as a BN output in a plain network. That input is then
+ * overwritten, and a plan from rn_plan_create_keeping_values keeps it. */
 const float *rn_plan_value(const rn_plan *plan, int value);
+
+/* Like rn_plan_create, but every value keeps its own memory: no ReLU runs
+ * in place or fused into the BN before it. Takes more memory and time than
+ * the training plan; for measurements of intermediate activations. */
+rn_status rn_plan_create_keeping_values(const rn_model *model, int mb, rn_plan **out);
 
 #endif

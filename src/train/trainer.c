@@ -20,6 +20,7 @@
 #include "kernels/gemm.h"
 #include "layers/layers.h"
 #include "model/model.h"
+#include "report/run_report.h"
 #include "train/evaluate.h"
 #include "train/sgd.h"
 
@@ -439,6 +440,8 @@ rn_status rn_train_run(const rn_train_config *config, const char *resume_path,
         status = build_model(&t);
     if (status == RN_OK)
         status = prepare_output(&t);
+    if (status == RN_OK && ev && ev->on_model)
+        ev->on_model(ev->ctx, t.model);
     if (status == RN_OK && resume_path)
         status = rn_error_prefix(load_checkpoint(&t, resume_path, &pos), "resuming: ");
     if (status == RN_OK && resume_path && pos.epoch >= config->epochs)
@@ -507,6 +510,8 @@ rn_status rn_train_run(const rn_train_config *config, const char *resume_path,
          * two repeats this epoch on resume, and prepare_metrics drops the
          * row again. */
         status = append_metrics(t.metrics_path, &m);
+        if (status == RN_OK)
+            status = rn_run_report_write(config->output_dir, t.config_text);
         if (status == RN_OK && m.is_best) {
             pos.best_test_accuracy = m.test_accuracy;
             status = save_best(&t, &m);

@@ -45,6 +45,10 @@ typedef struct rn_train_events {
     void (*on_start)(void *ctx, const rn_train_info *info);
     void (*on_batch)(void *ctx, const rn_batch_progress *progress);
     void (*on_epoch)(void *ctx, const rn_epoch_metrics *metrics);
+    /* Optional: called once the model is built and initialized from the
+     * configuration, before a checkpoint is restored and before the first
+     * step. Experiments use it to initialize the model another way. */
+    void (*on_model)(void *ctx, rn_model *model);
 } rn_train_events;
 
 typedef struct rn_train_result {
@@ -55,6 +59,8 @@ typedef struct rn_train_result {
 } rn_train_result;
 
 /* Train as configured, writing into config->output_dir (which must be set).
+ * After every epoch it appends a row to metrics.csv and redraws curves.svg
+ * and report.html from that file.
  * With resume_path, continue the run saved in that checkpoint; the caller
  * has already restored the configuration from it. Checks *stop after every
  * step: when set, writes a checkpoint of the current position and returns
