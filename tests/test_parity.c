@@ -33,7 +33,7 @@
 #define TORCH_FACTOR 8.0
 
 /* One tensor to compare: `actual` (n floats), minus `base` when base is
- * not NULL, against the reference `name`, minus the reference `base_name`. */
+ * not NULL, against the reference `name`, minus its initial/ tensor then. */
 typedef struct item {
     char name[192];
     const float *actual;

@@ -19,7 +19,7 @@ that eval mode is not an identity), and records in one safetensors file:
                 (relative 2^-23) from the initial state (0-d)
 
 The reference values are computed in float64 from the same float32 initial
-state and input, then stored as float32. PyTorch's own float32 error tells
+state and input, then stored as float32. PyTorch's own float32 error shows
 the test how well-conditioned each tensor is: gradients of deep networks
 with BatchNorm in training mode amplify rounding, and a pre-activation that
 rounds to the other side of zero switches a ReLU, so float32 cannot match
