@@ -175,6 +175,10 @@ rn_status exp_fixed_batch(const rn_experiment_options *o, int train_set, int mb,
     RN_TRY(rn_dataset_load_mnist(o->data_dir, train_set, &data));
     rn_status status = rn_dataset_slice(&data, 0, mb < data.count ? mb : data.count, &view);
     rn_loader_config lc = {.batch_size = mb, .train = 0, .augment = recipe.augment};
+    if (recipe.normalize_auto) { /* the data set's own mean and std, as training uses */
+        memcpy(lc.augment.mean, data.mean, sizeof lc.augment.mean);
+        memcpy(lc.augment.std, data.std, sizeof lc.augment.std);
+    }
     if (status == RN_OK)
         status = rn_loader_create(&view, &lc, &loader);
     if (status == RN_OK)
