@@ -617,6 +617,15 @@ TEST(imagefolder_bad_inputs_say_what_to_do)
     CHECK_FAILS(rn_dataset_load_imagefolder(dir, &defaults, &data), RN_ERR_FORMAT,
                 "<class>/<image>");
 
+    /* One class: nothing to classify. */
+    test_path(dir, sizeof dir, "folder-one/train");
+    snprintf(path, sizeof path, "%s/only", dir);
+    make_dirs(path);
+    snprintf(path, sizeof path, "%s/only/a.png", dir);
+    write_gray(path, 8, 8, 10);
+    CHECK_FAILS(rn_dataset_load_imagefolder(dir, &defaults, &data), RN_ERR_FORMAT,
+                "needs at least 2");
+
     /* No train folder, no val folder. */
     test_path(dir, sizeof dir, "folder-missing");
     make_dirs(dir);

@@ -123,6 +123,10 @@ static rn_status list_images(const char *split, const rn_dataset_options *option
         status = rn_error(RN_ERR_FORMAT, "%s contains no class folders; put the images of "
                           "each class in a folder named after the class: %s/<class>/<image>",
                           split, split);
+    else if (classes.count == 1 && !options->class_names)
+        status = rn_error(RN_ERR_FORMAT, "%s contains one class folder (%s); a classifier "
+                          "needs at least 2, so add a folder for each other class",
+                          split, classes.names[0]);
     for (int k = 0; k < classes.count && status == RN_OK; k++) {
         char folder[PATH_MAX];
         int32_t label = 0;
