@@ -85,13 +85,13 @@ TEST(cli_help_exits_0)
     CHECK_CONTAINS(out, "--resume");
 }
 
-TEST(cli_missing_data_names_file_and_package)
+TEST(cli_missing_data_names_expected_files)
 {
     int code = run(out, sizeof out, "train --data %s/none --output-dir %s/x", rn_test_tmpdir(),
                    rn_test_tmpdir());
     CHECK(code == 1);
     CHECK_CONTAINS(out, "train-images-idx3-ubyte");
-    CHECK_CONTAINS(out, "apt-get install dataset-fashion-mnist");
+    CHECK_CONTAINS(out, "--data must name a directory with the IDX files");
 }
 
 TEST(cli_truncated_idx_is_error)

@@ -221,7 +221,7 @@ TEST(train_nan_loss_stops_and_keeps_checkpoint)
     rn_safetensors_free(&file);
 }
 
-TEST(train_missing_data_names_package)
+TEST(train_missing_data_names_files)
 {
     rn_train_config c;
     rn_train_result r;
@@ -230,7 +230,7 @@ TEST(train_missing_data_names_package)
     rn_status status = rn_train_run(&c, NULL, NULL, NULL, &r);
     CHECK(status == RN_ERR_IO);
     CHECK(strstr(rn_last_error(), "train-images-idx3-ubyte") != NULL);
-    CHECK(strstr(rn_last_error(), "dataset-fashion-mnist") != NULL);
+    CHECK(strstr(rn_last_error(), "t10k-images-idx3-ubyte") != NULL);
 }
 
 TEST(schedule_warmup_and_cosine)

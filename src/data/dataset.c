@@ -41,10 +41,17 @@ static rn_status find_idx_file(const char *dir, const char *name, char *path, si
         memcpy(path, raw_path, (size_t)raw_len + 1);
         return RN_OK;
     }
+    /* The package hint helps only when the default directory is missing. */
+    if (!strcmp(dir, RN_FASHION_MNIST_DIR))
+        return rn_error(RN_ERR_IO,
+                        "%s not found (nor %s); install the Debian package "
+                        "dataset-fashion-mnist (apt-get install dataset-fashion-mnist) "
+                        "or pass --data DIR",
+                        path, raw_path);
     return rn_error(RN_ERR_IO,
-                    "%s not found (nor %s); install the Debian package "
-                    "dataset-fashion-mnist (apt-get install dataset-fashion-mnist) "
-                    "or pass --data DIR",
+                    "%s not found (nor %s); --data must name a directory with the IDX "
+                    "files train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+                    "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each may end in .gz)",
                     path, raw_path);
 }
 
