@@ -174,7 +174,7 @@ TEST(image_png_rgb_is_exact_and_planar)
 }
 
 /* PIL reads the stored samples: the high byte of 16-bit data, and 8-bit data
- * unchanged whatever gAMA says. libpng's simplified reader would treat
+ * unchanged whatever gAMA specifies. libpng's simplified reader would treat
  * 16-bit data as linear light and convert 128 to about 186. */
 TEST(image_png_16bit_and_gamma_keep_stored_values)
 {

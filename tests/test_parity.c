@@ -1,9 +1,9 @@
 /* Parity with PyTorch: each case loads a fixture that tools/make_fixtures.py
- * wrote with Debian's PyTorch (`make fixtures`) and checks the eval and
- * training logits, the loss, every parameter gradient, the BN running
- * statistics after one step, and every state_dict entry after three SGD
- * steps (as the change from the initial state, so that a small learning
- * rate does not hide an error in the update).
+ * wrote with Debian's PyTorch (`make fixtures`). It checks the eval and
+ * training logits, the loss, every parameter gradient and the BN running
+ * statistics after one step. It also checks every state_dict entry after
+ * three SGD steps, as the change from the initial state, so that a small
+ * learning rate does not hide an error in the update.
  *
  * The reference r is PyTorch's float64 result. One rule covers every
  * float32 tensor t of a group g (logits and loss, gradients, statistics
@@ -255,7 +255,9 @@ static void check_case(const char *name)
     const rn_st_tensor *labels64 = rn_safetensors_find(&f, "labels");
     int64_t in_shape[4] = {mb, cfg.in_c, cfg.in_h, cfg.in_w};
     CHECK_OK(rn_safetensors_get_f32(&f, "input", 4, in_shape, &images));
-    CHECK(labels64 && labels64->dtype == RN_DTYPE_I64 && labels64->nbytes == 8 * (size_t)mb);
+    CHECK(labels64 != NULL);
+    CHECK(labels64 && labels64->dtype == RN_DTYPE_I64);
+    CHECK(labels64 && labels64->nbytes == 8 * (size_t)mb);
     int32_t *labels = malloc(sizeof(int32_t) * mb);
     size_t logits_n = (size_t)mb * classes;
     float *diff_logits = malloc(sizeof(float) * logits_n);

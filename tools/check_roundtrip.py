@@ -5,7 +5,7 @@
 WEIGHTS is a resnet.c weights file; its metadata names the architecture.
 The model is built with tools/torch_models.py (torchvision's own class for
 torchvision's names) and loaded with load_state_dict(strict=True), so every
-key, shape and dtype must match. IO holds `input` and `logits`, the eval-mode
+key, shape and dtype must match. IO contains `input` and `logits`, the eval-mode
 logits that resnet.c computed. Exits 0 when every logit satisfies
 |a - b| <= 1e-4 * max|b| + 1e-3 * |b|, 1 when one does not, 2 on a load error.
 """

@@ -20,9 +20,9 @@ that eval mode is not an identity), and records in one safetensors file:
 
 The reference values are computed in float64 from the same float32 initial
 state and input, then stored as float32. PyTorch's own float32 error shows
-the test how well-conditioned each tensor is: gradients of deep networks
+the test how well-conditioned each tensor is. Gradients of deep networks
 with BatchNorm in training mode amplify rounding, and a pre-activation that
-rounds to the other side of zero switches a ReLU, so float32 cannot match
+rounds to the other side of zero switches a ReLU. So float32 cannot match
 some of them closely. Which ReLUs switch depends on the rounding, so the
 error is the worst of several runs with slightly perturbed weights. The metadata gives the architecture and the optimizer
 settings. Run with Debian's PyTorch:

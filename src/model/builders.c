@@ -232,11 +232,11 @@ rn_status rn_model_create(const rn_model_config *config, rn_model **out)
     m->config = *config;
 
     int bottleneck = 0;
-    if (config->stride_in_1x1 && !rn_is_imagenet_arch(config->arch)) {
+    if (config->stride_in_1x1 && !rn_model_is_imagenet(config->arch)) {
         status = rn_error(RN_ERR_INVALID, "the stride in the 1x1 convolution applies to "
                           "torchvision's bottleneck networks (resnet50 and deeper), "
                           "not to %s", config->arch);
-    } else if (rn_is_imagenet_arch(config->arch)) {
+    } else if (rn_model_is_imagenet(config->arch)) {
         /* Before the CIFAR names: resnet50 and resnet152 are also 6n+2. */
         status = rn_build_imagenet(m);
     } else if ((depth = parse_cifar_depth(config->arch, "resnet", &with_bn))) {

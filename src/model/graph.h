@@ -26,10 +26,9 @@ rn_status rn_graph_basic_block(rn_model *m, int *x, const char *prefix, int plan
                                int stride, rn_shortcut shortcut);
 
 /* Builders of the architecture families outside builders.c. */
-int rn_is_imagenet_arch(const char *name);
 rn_status rn_build_imagenet(rn_model *m);
-/* Depth of a "preact-resnetN" name, or 0 if it is not one; *bottleneck says
- * whether that depth uses bottleneck blocks. */
+/* Depth of a "preact-resnetN" name, or 0 if it is not one. *bottleneck is set
+ * to 1 when that depth uses bottleneck blocks. */
 int rn_preact_depth(const char *arch, int *bottleneck);
 rn_status rn_build_preact(rn_model *m, int depth, int bottleneck);
 

@@ -34,11 +34,6 @@ static const imagenet_arch *find_arch(const char *name)
     return NULL;
 }
 
-int rn_is_imagenet_arch(const char *name)
-{
-    return find_arch(name) != NULL;
-}
-
 int rn_model_is_imagenet(const char *arch)
 {
     return find_arch(arch) != NULL;
@@ -46,7 +41,8 @@ int rn_model_is_imagenet(const char *arch)
 
 /* conv1x1-BN-ReLU, conv3x3-BN-ReLU, conv1x1-BN with 4x the planes, plus the
  * shortcut, then ReLU. The 3x3 convolution has `width` channels split into
- * `groups`; torchvision puts the stride there, the paper on conv1. */
+ * `groups`. torchvision puts the stride on that convolution, while He et al.
+ * (2015) put it on conv1, as stride_in_1x1 selects. */
 static rn_status bottleneck_block(rn_model *m, int *x, const char *prefix,
                                   const imagenet_arch *a, int planes, int stride,
                                   rn_shortcut shortcut, int stride_in_1x1)
@@ -85,9 +81,10 @@ static rn_status bottleneck_block(rn_model *m, int *x, const char *prefix,
     return RN_OK;
 }
 
-/* 7x7/2 stem with 64 filters, BN, ReLU and 3x3/2 max pooling; four stages at
- * 64, 128, 256 and 512 planes, the first block of stages 2 to 4 with stride
- * 2; global average pooling and a linear classifier. */
+/* The stem is a 7x7/2 convolution with 64 filters, BN, ReLU and 3x3/2 max
+ * pooling. Four stages follow at 64, 128, 256 and 512 planes, where the first
+ * block of stages 2 to 4 has stride 2. Global average pooling and a linear
+ * classifier end the network. */
 static rn_status build(rn_model *m, const imagenet_arch *a)
 {
     const rn_model_config *cfg = &m->config;

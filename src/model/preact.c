@@ -79,10 +79,11 @@ static rn_status preact_block(rn_model *m, int *x, const char *prefix, int plane
     return rn_graph_add(m, y, identity, name, x);
 }
 
-/* 3x3 stem with 16 filters; three stages of n blocks at 16, 32 and 64 planes
- * (4x that many output channels in a bottleneck), the first block of stages
- * 2 and 3 with stride 2; the final BN-ReLU, global average pooling and a
- * linear classifier. Depth is 6n+2 with basic blocks, 9n+2 with bottlenecks.
+/* The stem is a 3x3 convolution with 16 filters. Three stages of n blocks
+ * follow at 16, 32 and 64 planes (4x that many output channels in a
+ * bottleneck), where the first block of stages 2 and 3 has stride 2. The
+ * final BN-ReLU, global average pooling and a linear classifier end the
+ * network. Depth is 6n+2 with basic blocks, 9n+2 with bottlenecks.
  *
  * NOTE: no block ends in BN, so --zero-init-residual leaves these networks
  * unchanged. */
