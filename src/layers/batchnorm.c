@@ -65,7 +65,9 @@ RN_CLONES static void plane_grad_sums(const float *x, const float *dy, const flo
     if (relu_out) {
         for (; i + RN_LANES <= n; i += RN_LANES)
             for (int j = 0; j < RN_LANES; j++) {
-                float g = relu_out[i + j] > 0.0f ? dy[i + j] : 0.0f;
+                /* Both loads unconditional, so the select vectorizes. */
+                float d = dy[i + j];
+                float g = relu_out[i + j] > 0.0f ? d : 0.0f;
                 acc_g[j] += g;
                 acc_gx[j] += g * (x[i + j] - mean);
             }

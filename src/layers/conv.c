@@ -15,6 +15,7 @@
 #include "core/cpu.h"
 #include "core/status.h"
 #include "kernels/gemm.h"
+#include "layers/conv_direct.h"
 #include "layers/layers.h"
 
 void rn_conv_shape_infer(rn_conv_shape *s)
@@ -49,7 +50,9 @@ static size_t thread_scratch_numel(const rn_conv_shape *s)
 
 size_t rn_conv2d_scratch_numel(const rn_conv_shape *s, int threads)
 {
-    return thread_scratch_numel(s) * (size_t)threads;
+    size_t im2col_numel = thread_scratch_numel(s) * (size_t)threads;
+    size_t direct_numel = rn_conv_direct_applies(s) ? rn_conv_direct_scratch_numel(s, threads) : 0;
+    return im2col_numel > direct_numel ? im2col_numel : direct_numel;
 }
 
 /* Output columns [*x_begin, *x_end) read input columns inside the image for
@@ -146,6 +149,10 @@ void rn_conv2d_forward(float *dst, const float *src, const float *weights,
     size_t per_thread = thread_scratch_numel(s);
 
     RN_ASSERT(s->ic % groups == 0 && s->oc % groups == 0);
+    if (rn_conv_direct_applies(s)) {
+        rn_conv_direct_forward(dst, src, weights, bias, s, scratch);
+        return;
+    }
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < s->mb; n++) {
         float *col = scratch + per_thread * omp_get_thread_num();
@@ -188,6 +195,11 @@ void rn_conv2d_backward(float *diff_src, float *diff_weights, float *diff_bias,
     int threads = omp_get_max_threads();
     int pointwise = is_pointwise(s);
 
+    if (rn_conv_direct_applies(s)) {
+        rn_conv_direct_backward(diff_src, diff_weights, diff_dst, src, weights, s, scratch,
+                                mode == RN_GRAD_OVERWRITE);
+        goto bias;
+    }
 #pragma omp parallel num_threads(threads)
     {
         int t = omp_get_thread_num();
@@ -250,6 +262,7 @@ void rn_conv2d_backward(float *diff_src, float *diff_weights, float *diff_bias,
         }
     }
 
+bias:
     if (diff_bias) {
 #pragma omp parallel for schedule(static)
         for (int o = 0; o < s->oc; o++) {

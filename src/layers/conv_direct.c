@@ -1,0 +1,501 @@
+/* Direct convolution for stride 1 and "same" padding (kh = 2 ph + 1,
+ * kw = 2 pw + 1), the 3x3 convolutions that hold most of a ResNet's work,
+ * with AVX-512 kernels. conv.c calls it where rn_conv_direct_applies().
+ *
+ * Each input plane is copied once into a zero-padded plane of hp x wp
+ * floats. Output position (y, x) is then computed at index q = y * wp + x,
+ * and kernel tap (c, ki, kj) reads the padded input at q + c * hp * wp +
+ * ki * wp + kj. Every tap is a fixed offset, so a run of consecutive q is a
+ * contiguous load and no im2col copy is needed. Positions with x >= ow fall
+ * on the padding columns: they are computed and dropped.
+ *
+ * Backward data is the same kernel run on the output gradient, padded the
+ * same way, with the weights transposed and rotated by 180 degrees: with
+ * "same" padding the padded gradient has the input's geometry.
+ *
+ * Backward weights vectorizes over output channels instead. The output
+ * gradient is transposed to (positions, channels), and each position adds
+ * x_pad[tap] * dy[position][16 channels] to a vector accumulator per tap,
+ * so the sum over positions needs no horizontal reduction.
+ *
+ * Register blocks: forward 8 channels x 48 positions (24 accumulators);
+ * weights 9 taps x 32 channels (18 accumulators). */
+#include <immintrin.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "layers/conv_direct.h"
+
+enum {
+    FWD_OC = 8,  /* output channels per forward block */
+    FWD_Q = 48,  /* positions per forward block: 3 vectors of 16 */
+};
+
+/* Direct path setting: 0 before RESNET_CONV is read, 1 on, 2 off. */
+static int setting;
+
+static int enabled(void)
+{
+    if (!setting) {
+        const char *env = getenv("RESNET_CONV");
+        setting = env && strcmp(env, "im2col") == 0 ? 2 : 1;
+    }
+    return setting == 1;
+}
+
+int rn_conv_direct_set_enabled(int on)
+{
+    int was = enabled();
+    setting = on ? 1 : 2;
+    return was;
+}
+
+int rn_conv_direct_applies(const rn_conv_shape *s)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (!enabled() || !__builtin_cpu_supports("avx512f"))
+        return 0;
+    return (s->groups <= 1) && s->sh == 1 && s->sw == 1 && s->kh == 2 * s->ph + 1 &&
+           s->kw == 2 * s->pw + 1 && s->kh * s->kw > 1;
+#else
+    (void)s;
+    return 0;
+#endif
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+
+/* Geometry shared by the forward and backward passes. */
+typedef struct geometry {
+    int hp, wp;      /* padded plane */
+    size_t plane;    /* floats per padded plane, hp * wp */
+    int q_count;     /* positions computed per plane, oh * wp */
+    int q_blocks;    /* forward blocks of FWD_Q positions */
+    size_t slack;    /* zeros after the last plane, read by the last block */
+} geometry;
+
+static geometry geometry_of(const rn_conv_shape *s)
+{
+    geometry g;
+    g.hp = s->ih + 2 * s->ph;
+    g.wp = s->iw + 2 * s->pw;
+    g.plane = (size_t)g.hp * g.wp;
+    g.q_count = s->oh * g.wp;
+    g.q_blocks = (g.q_count + FWD_Q - 1) / FWD_Q;
+    /* The last block reads up to FWD_Q - 1 positions past q_count, and the
+     * last tap adds kw - 1; oh + kh - 1 = hp covers the rest. */
+    g.slack = (FWD_Q + s->kw + 15) & ~(size_t)15;
+    return g;
+}
+
+static size_t round16(size_t n)
+{
+    return (n + 15) & ~(size_t)15;
+}
+
+/* Floats of one padded image of c channels. */
+static size_t padded_numel(const geometry *g, int c)
+{
+    return round16((size_t)c * g->plane + g->slack);
+}
+
+static int blocks_of(int n, int block)
+{
+    return (n + block - 1) / block;
+}
+
+/* Packed weights for the forward kernel and offset tables: sized for either
+ * direction. */
+static size_t packed_numel(const rn_conv_shape *s)
+{
+    size_t taps = (size_t)s->kh * s->kw;
+    size_t fwd = (size_t)blocks_of(s->oc, FWD_OC) * FWD_OC * s->ic * taps;
+    size_t bwd = (size_t)blocks_of(s->ic, FWD_OC) * FWD_OC * s->oc * taps;
+    size_t k_max = (size_t)(s->ic > s->oc ? s->ic : s->oc) * taps;
+    return round16(fwd > bwd ? fwd : bwd) + round16(k_max);
+}
+
+/* The tap offsets live after the packed weights. */
+static int *offsets_of(float *scratch, const rn_conv_shape *s)
+{
+    size_t k_max = (size_t)(s->ic > s->oc ? s->ic : s->oc) * s->kh * s->kw;
+    return (int *)(scratch + packed_numel(s) - round16(k_max));
+}
+
+/* Copy planes (c, h, w) into zero-padded planes (c, hp, wp), then zero the
+ * slack after them. */
+static void pad_planes(float *dst, const float *src, int c, int h, int w,
+                       int ph, int pw, const geometry *g)
+{
+    size_t border = (size_t)g->wp * ph;
+    for (int ch = 0; ch < c; ch++) {
+        float *plane = dst + ch * g->plane;
+        const float *in = src + (size_t)ch * h * w;
+        memset(plane, 0, sizeof(float) * border);
+        for (int y = 0; y < h; y++) {
+            float *row = plane + (size_t)(y + ph) * g->wp;
+            memset(row, 0, sizeof(float) * pw);
+            memcpy(row + pw, in + (size_t)y * w, sizeof(float) * w);
+            memset(row + pw + w, 0, sizeof(float) * pw);
+        }
+        memset(plane + g->plane - border, 0, sizeof(float) * border);
+    }
+    memset(dst + c * g->plane, 0, sizeof(float) * g->slack);
+}
+
+/* Forward block: tile[i][j] = sum over k of w[k][i] * x[off[k] + j],
+ * for 8 channels i and 48 positions j. */
+__attribute__((target("avx512f"))) static void
+forward_block(float *tile, const float *w, const float *x, const int *off, int taps)
+{
+    __m512 acc[FWD_OC][3];
+    for (int i = 0; i < FWD_OC; i++)
+        acc[i][0] = acc[i][1] = acc[i][2] = _mm512_setzero_ps();
+    for (int k = 0; k < taps; k++) {
+        const float *xk = x + off[k];
+        __m512 a = _mm512_loadu_ps(xk);
+        __m512 b = _mm512_loadu_ps(xk + 16);
+        __m512 c = _mm512_loadu_ps(xk + 32);
+        const float *wk = w + (size_t)k * FWD_OC;
+        for (int i = 0; i < FWD_OC; i++) {
+            __m512 wi = _mm512_set1_ps(wk[i]);
+            acc[i][0] = _mm512_fmadd_ps(wi, a, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(wi, b, acc[i][1]);
+            acc[i][2] = _mm512_fmadd_ps(wi, c, acc[i][2]);
+        }
+    }
+    for (int i = 0; i < FWD_OC; i++) {
+        _mm512_storeu_ps(tile + i * FWD_Q, acc[i][0]);
+        _mm512_storeu_ps(tile + i * FWD_Q + 16, acc[i][1]);
+        _mm512_storeu_ps(tile + i * FWD_Q + 32, acc[i][2]);
+    }
+}
+
+/* Write the positions of a tile that are inside the output: channels
+ * [o0, o0 + rows) of dst (channels, oh, ow), plus bias, replacing dst or
+ * adding to it. */
+static void store_tile(float *dst, const float *tile, int o0, int rows, int q0,
+                       const geometry *g, int oh, int ow, const float *bias,
+                       int accumulate)
+{
+    int q_end = q0 + FWD_Q < g->q_count ? q0 + FWD_Q : g->q_count;
+    for (int i = 0; i < rows; i++) {
+        float *plane = dst + (size_t)(o0 + i) * oh * ow;
+        const float *t = tile + i * FWD_Q - q0;
+        float b = bias ? bias[o0 + i] : 0.0f;
+        int q = q0;
+        while (q < q_end) {
+            int y = q / g->wp, x = q - y * g->wp;
+            int run_end = q + (g->wp - x); /* end of this padded row */
+            if (run_end > q_end)
+                run_end = q_end;
+            int valid_end = q + (ow - x); /* first padding column */
+            if (valid_end > run_end)
+                valid_end = run_end;
+            float *out = plane + (size_t)y * ow + x - q;
+            if (accumulate) {
+                for (int p = q; p < valid_end; p++)
+                    out[p] += t[p] + b;
+            } else {
+                for (int p = q; p < valid_end; p++)
+                    out[p] = t[p] + b;
+            }
+            q = run_end;
+        }
+    }
+}
+
+/* Pack weights (oc, ic, kh, kw) for forward_block: blocks of FWD_OC output
+ * channels, tap-major, zero rows past oc. With flip, pack the weights of the
+ * backward-data convolution instead: (ic, oc, kh, kw) transposed and
+ * rotated by 180 degrees. Also fill the tap offsets for channels of `cin`
+ * planes. */
+static void pack_weights(float *packed, int *off, const float *weights,
+                         const rn_conv_shape *s, const geometry *g, int flip)
+{
+    int cout = flip ? s->ic : s->oc, cin = flip ? s->oc : s->ic;
+    int taps = cin * s->kh * s->kw;
+    int blocks = blocks_of(cout, FWD_OC);
+    for (int b = 0; b < blocks; b++) {
+        for (int c = 0; c < cin; c++)
+            for (int ki = 0; ki < s->kh; ki++)
+                for (int kj = 0; kj < s->kw; kj++) {
+                    int k = (c * s->kh + ki) * s->kw + kj;
+                    float *dst = packed + ((size_t)b * taps + k) * FWD_OC;
+                    for (int i = 0; i < FWD_OC; i++) {
+                        int o = b * FWD_OC + i;
+                        float v = 0.0f;
+                        if (o < cout) {
+                            if (flip) /* weights[c][o][kh-1-ki][kw-1-kj] */
+                                v = weights[(((size_t)c * s->ic + o) * s->kh +
+                                             (s->kh - 1 - ki)) * s->kw + (s->kw - 1 - kj)];
+                            else
+                                v = weights[(size_t)o * taps + k];
+                        }
+                        dst[i] = v;
+                    }
+                }
+    }
+    for (int c = 0; c < cin; c++)
+        for (int ki = 0; ki < s->kh; ki++)
+            for (int kj = 0; kj < s->kw; kj++)
+                off[(c * s->kh + ki) * s->kw + kj] = (int)(c * g->plane) + ki * g->wp + kj;
+}
+
+/* dst (cout, oh, ow) of one image from its padded input. */
+static void forward_image(float *dst, const float *padded, const float *packed,
+                          const int *off, int cin, int cout, const rn_conv_shape *s,
+                          const geometry *g, const float *bias, int accumulate)
+{
+    int taps = cin * s->kh * s->kw;
+    int blocks = blocks_of(cout, FWD_OC);
+    float tile[FWD_OC * FWD_Q] __attribute__((aligned(64)));
+    for (int qb = 0; qb < g->q_blocks; qb++) {
+        int q0 = qb * FWD_Q;
+        for (int b = 0; b < blocks; b++) {
+            int rows = cout - b * FWD_OC < FWD_OC ? cout - b * FWD_OC : FWD_OC;
+            forward_block(tile, packed + (size_t)b * taps * FWD_OC, padded + q0, off, taps);
+            store_tile(dst, tile, b * FWD_OC, rows, q0, g, s->oh, s->ow, bias, accumulate);
+        }
+    }
+}
+
+void rn_conv_direct_forward(float *dst, const float *src, const float *weights,
+                            const float *bias, const rn_conv_shape *s, float *scratch)
+{
+    geometry g = geometry_of(s);
+    float *packed = scratch;
+    int *off = offsets_of(scratch, s);
+    float *images = scratch + packed_numel(s);
+    size_t per_image = padded_numel(&g, s->ic);
+    size_t src_stride = (size_t)s->ic * s->ih * s->iw;
+    size_t dst_stride = (size_t)s->oc * s->oh * s->ow;
+
+    pack_weights(packed, off, weights, s, &g, 0);
+#pragma omp parallel
+    {
+        float *padded = images + per_image * omp_get_thread_num();
+#pragma omp for schedule(static)
+        for (int n = 0; n < s->mb; n++) {
+            pad_planes(padded, src + n * src_stride, s->ic, s->ih, s->iw, s->ph, s->pw, &g);
+            forward_image(dst + n * dst_stride, padded, packed, off, s->ic, s->oc, s,
+                          &g, bias, 0);
+        }
+    }
+}
+
+/* Weight gradient, transposed: dwt[k][o] += sum over positions p of
+ * x[tap k at p] * dyt[p][o], where dyt is the output gradient transposed to
+ * (oh * ow, ocp) so that a vector holds 16 output channels. For a 3x3 kernel
+ * a block is the 9 taps of one input channel and ov vectors of output
+ * channels: 9 * ov accumulators, each position costing ov vector loads and
+ * 9 broadcasts. x points at the channel's padded plane. */
+static inline __attribute__((target("avx512f"), always_inline)) void
+weight_block_3x3(float *dwt, int ocp, const float *x, int wp, const float *dyt,
+                 int oh, int ow, const int ov)
+{
+    __m512 acc[9][2];
+    for (int t = 0; t < 9; t++)
+        acc[t][0] = acc[t][1] = _mm512_setzero_ps();
+    for (int y = 0; y < oh; y++) {
+        const float *r0 = x + (size_t)y * wp, *r1 = r0 + wp, *r2 = r1 + wp;
+        const float *d = dyt + (size_t)y * ow * ocp;
+        for (int xx = 0; xx < ow; xx++, d += ocp) {
+            __m512 g0 = _mm512_loadu_ps(d);
+            __m512 g1 = ov > 1 ? _mm512_loadu_ps(d + 16) : g0;
+            const float *rows[3] = {r0 + xx, r1 + xx, r2 + xx};
+            for (int ki = 0; ki < 3; ki++)
+                for (int kj = 0; kj < 3; kj++) {
+                    __m512 v = _mm512_set1_ps(rows[ki][kj]);
+                    acc[ki * 3 + kj][0] = _mm512_fmadd_ps(v, g0, acc[ki * 3 + kj][0]);
+                    if (ov > 1)
+                        acc[ki * 3 + kj][1] = _mm512_fmadd_ps(v, g1, acc[ki * 3 + kj][1]);
+                }
+        }
+    }
+    for (int t = 0; t < 9; t++) {
+        float *row = dwt + (size_t)t * ocp;
+        _mm512_storeu_ps(row, _mm512_add_ps(_mm512_loadu_ps(row), acc[t][0]));
+        if (ov > 1)
+            _mm512_storeu_ps(row + 16, _mm512_add_ps(_mm512_loadu_ps(row + 16), acc[t][1]));
+    }
+}
+
+__attribute__((target("avx512f"))) static void
+weight_3x3_one(float *dwt, int ocp, const float *x, int wp, const float *dyt, int oh, int ow)
+{
+    weight_block_3x3(dwt, ocp, x, wp, dyt, oh, ow, 1);
+}
+
+__attribute__((target("avx512f"))) static void
+weight_3x3_two(float *dwt, int ocp, const float *x, int wp, const float *dyt, int oh, int ow)
+{
+    weight_block_3x3(dwt, ocp, x, wp, dyt, oh, ow, 2);
+}
+
+/* Any other kernel size: one tap at a time, 16 output channels. */
+__attribute__((target("avx512f"))) static void
+weight_tap(float *dwt, const float *x, int wp, const float *dyt, int ocp, int oh, int ow)
+{
+    __m512 acc = _mm512_setzero_ps();
+    for (int y = 0; y < oh; y++) {
+        const float *r = x + (size_t)y * wp;
+        const float *d = dyt + (size_t)y * ow * ocp;
+        for (int xx = 0; xx < ow; xx++, d += ocp)
+            acc = _mm512_fmadd_ps(_mm512_set1_ps(r[xx]), _mm512_loadu_ps(d), acc);
+    }
+    _mm512_storeu_ps(dwt, _mm512_add_ps(_mm512_loadu_ps(dwt), acc));
+}
+
+/* dyt (positions, ocp) from dy (oc, positions), zero in columns past oc. */
+static void transpose_gradient(float *dyt, const float *dy, int oc, int ocp, int positions)
+{
+    enum { TILE = 16 };
+    for (int p0 = 0; p0 < positions; p0 += TILE) {
+        int p1 = p0 + TILE < positions ? p0 + TILE : positions;
+        for (int o = 0; o < ocp; o++) {
+            if (o >= oc) {
+                for (int p = p0; p < p1; p++)
+                    dyt[(size_t)p * ocp + o] = 0.0f;
+                continue;
+            }
+            const float *row = dy + (size_t)o * positions;
+            for (int p = p0; p < p1; p++)
+                dyt[(size_t)p * ocp + o] = row[p];
+        }
+    }
+}
+
+/* Per-thread scratch of the backward pass. */
+typedef struct backward_scratch {
+    size_t x_pad, dy_pad, dyt, dwt; /* floats of each */
+} backward_scratch;
+
+static backward_scratch backward_sizes(const rn_conv_shape *s, const geometry *g)
+{
+    int ocp = (s->oc + 15) & ~15;
+    backward_scratch b;
+    b.x_pad = padded_numel(g, s->ic);
+    b.dy_pad = padded_numel(g, s->oc);
+    b.dyt = round16((size_t)s->oh * s->ow * ocp);
+    b.dwt = round16((size_t)s->ic * s->kh * s->kw * ocp);
+    return b;
+}
+
+size_t rn_conv_direct_scratch_numel(const rn_conv_shape *s, int threads)
+{
+    geometry g = geometry_of(s);
+    backward_scratch b = backward_sizes(s, &g);
+    size_t fwd = padded_numel(&g, s->ic);
+    size_t bwd = b.x_pad + b.dy_pad + b.dyt + b.dwt;
+    return packed_numel(s) + (size_t)threads * (fwd > bwd ? fwd : bwd);
+}
+
+/* Add one image's weight gradient to dwt (taps, ocp). */
+static void weight_gradient_image(float *dwt, const float *x_pad, const float *dyt,
+                                  const rn_conv_shape *s, const geometry *g)
+{
+    int ocp = (s->oc + 15) & ~15;
+    int taps = s->kh * s->kw;
+    for (int c = 0; c < s->ic; c++) {
+        const float *x = x_pad + c * g->plane;
+        float *dw_c = dwt + (size_t)c * taps * ocp;
+        if (s->kh == 3 && s->kw == 3) {
+            int o = 0;
+            for (; o + 32 <= ocp; o += 32)
+                weight_3x3_two(dw_c + o, ocp, x, g->wp, dyt + o, s->oh, s->ow);
+            if (o < ocp)
+                weight_3x3_one(dw_c + o, ocp, x, g->wp, dyt + o, s->oh, s->ow);
+            continue;
+        }
+        for (int t = 0; t < taps; t++)
+            for (int o = 0; o < ocp; o += 16)
+                weight_tap(dw_c + (size_t)t * ocp + o, x + (t / s->kw) * g->wp + t % s->kw,
+                           g->wp, dyt + o, ocp, s->oh, s->ow);
+    }
+}
+
+void rn_conv_direct_backward(float *diff_src, float *diff_weights,
+                             const float *diff_dst, const float *src,
+                             const float *weights, const rn_conv_shape *s,
+                             float *scratch, int overwrite)
+{
+    geometry g = geometry_of(s);
+    backward_scratch sizes = backward_sizes(s, &g);
+    size_t per_thread = rn_conv_direct_scratch_numel(s, 1) - packed_numel(s);
+    int ocp = (s->oc + 15) & ~15;
+    int k = s->ic * s->kh * s->kw;
+    int positions = s->oh * s->ow;
+    float *packed = scratch;
+    int *off = offsets_of(scratch, s);
+    float *threads_base = scratch + packed_numel(s);
+    size_t src_stride = (size_t)s->ic * s->ih * s->iw;
+    size_t dst_stride = (size_t)s->oc * positions;
+
+    if (diff_src)
+        pack_weights(packed, off, weights, s, &g, 1);
+
+#pragma omp parallel
+    {
+        float *x_pad = threads_base + per_thread * omp_get_thread_num();
+        float *dy_pad = x_pad + sizes.x_pad;
+        float *dyt = dy_pad + sizes.dy_pad;
+        float *dwt = dyt + sizes.dyt;
+        if (diff_weights)
+            memset(dwt, 0, sizeof(float) * k * ocp);
+#pragma omp for schedule(static)
+        for (int n = 0; n < s->mb; n++) {
+            const float *dy = diff_dst + n * dst_stride;
+            if (diff_weights) {
+                pad_planes(x_pad, src + n * src_stride, s->ic, s->ih, s->iw, s->ph, s->pw, &g);
+                transpose_gradient(dyt, dy, s->oc, ocp, positions);
+                weight_gradient_image(dwt, x_pad, dyt, s, &g);
+            }
+            if (diff_src) {
+                pad_planes(dy_pad, dy, s->oc, s->oh, s->ow, s->ph, s->pw, &g);
+                forward_image(diff_src + n * src_stride, dy_pad, packed, off, s->oc, s->ic, s,
+                              &g, NULL, !overwrite);
+            }
+        }
+        /* Sum the threads' transposed gradients, each thread a slice. */
+        if (diff_weights) {
+            int nthreads = omp_get_num_threads();
+#pragma omp for schedule(static)
+            for (int o = 0; o < s->oc; o++)
+                for (int kk = 0; kk < k; kk++) {
+                    float sum = 0.0f;
+                    for (int t = 0; t < nthreads; t++)
+                        sum += threads_base[per_thread * t + sizes.x_pad + sizes.dy_pad +
+                                            sizes.dyt + (size_t)kk * ocp + o];
+                    diff_weights[(size_t)o * k + kk] += sum;
+                }
+        }
+    }
+}
+
+#else
+
+size_t rn_conv_direct_scratch_numel(const rn_conv_shape *s, int threads)
+{
+    (void)s;
+    (void)threads;
+    return 0;
+}
+
+void rn_conv_direct_forward(float *dst, const float *src, const float *weights,
+                            const float *bias, const rn_conv_shape *s, float *scratch)
+{
+    RN_ASSERT(!"no direct convolution on this CPU");
+}
+
+void rn_conv_direct_backward(float *diff_src, float *diff_weights,
+                             const float *diff_dst, const float *src,
+                             const float *weights, const rn_conv_shape *s,
+                             float *scratch, int overwrite)
+{
+    RN_ASSERT(!"no direct convolution on this CPU");
+}
+
+#endif

@@ -1,0 +1,31 @@
+/* Direct convolution for stride 1 and "same" padding on CPUs with AVX-512
+ * (conv_direct.c). conv.c uses it where rn_conv_direct_applies() and falls
+ * back to im2col and GEMM elsewhere. */
+#ifndef RN_LAYERS_CONV_DIRECT_H
+#define RN_LAYERS_CONV_DIRECT_H
+
+#include "layers/layers.h"
+
+/* Whether the shape has stride 1, kh = 2 ph + 1, kw = 2 pw + 1, no groups,
+ * a kernel larger than 1x1, and the CPU has AVX-512. */
+int rn_conv_direct_applies(const rn_conv_shape *s);
+
+/* Turn the direct path off (0) or back on (1) for this process, so that
+ * tests and benchmarks can compare it with im2col; returns the previous
+ * setting. The environment variable RESNET_CONV=im2col turns it off at
+ * start-up. */
+int rn_conv_direct_set_enabled(int enabled);
+
+size_t rn_conv_direct_scratch_numel(const rn_conv_shape *s, int threads);
+
+void rn_conv_direct_forward(float *dst, const float *src, const float *weights,
+                            const float *bias, const rn_conv_shape *s, float *scratch);
+
+/* diff_src follows overwrite (1: replace, 0: add); diff_weights adds. Either
+ * may be NULL. */
+void rn_conv_direct_backward(float *diff_src, float *diff_weights,
+                             const float *diff_dst, const float *src,
+                             const float *weights, const rn_conv_shape *s,
+                             float *scratch, int overwrite);
+
+#endif
