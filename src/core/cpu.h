@@ -18,4 +18,22 @@
  * The result depends only on the data, not on the CPU. */
 #define RN_LANES 16
 
+/* A vector of RN_LANES floats in GCC's vector extension: one AVX-512
+ * register, two AVX2 registers, or four SSE registers, with the same
+ * per-lane arithmetic on each. Macros, not functions, because a vector
+ * return value would change the ABI between the clones. */
+typedef float rn_vf16 __attribute__((vector_size(4 * RN_LANES)));
+typedef int rn_vi16 __attribute__((vector_size(4 * RN_LANES)));
+
+#define RN_VF16_LOAD(p)                                                        \
+    __extension__({                                                            \
+        rn_vf16 v_;                                                            \
+        __builtin_memcpy(&v_, (p), sizeof v_);                                 \
+        v_;                                                                    \
+    })
+
+/* Lanes of value where mask_src > 0, and zero elsewhere (NaN too). */
+#define RN_VF16_WHERE_POSITIVE(mask_src, value)                                \
+    ((rn_vf16)((rn_vi16)(value) & ((mask_src) > (rn_vf16){0})))
+
 #endif

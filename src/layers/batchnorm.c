@@ -60,23 +60,22 @@ RN_CLONES static void plane_affine(float *y, const float *x, size_t n, float sca
 RN_CLONES static void plane_grad_sums(const float *x, const float *dy, const float *relu_out,
                                       size_t n, float mean, float *sum_g, float *sum_gx)
 {
-    float acc_g[RN_LANES] = {0}, acc_gx[RN_LANES] = {0};
+    /* Vector types rather than lane arrays: GCC turned the arrays into
+     * permutes here. Each lane still sums its own elements in order. */
+    rn_vf16 acc_g = {0}, acc_gx = {0}, mean_v = (rn_vf16){0} + mean;
     size_t i = 0;
     if (relu_out) {
-        for (; i + RN_LANES <= n; i += RN_LANES)
-            for (int j = 0; j < RN_LANES; j++) {
-                /* Both loads unconditional, so the select vectorizes. */
-                float d = dy[i + j];
-                float g = relu_out[i + j] > 0.0f ? d : 0.0f;
-                acc_g[j] += g;
-                acc_gx[j] += g * (x[i + j] - mean);
-            }
+        for (; i + RN_LANES <= n; i += RN_LANES) {
+            rn_vf16 g = RN_VF16_WHERE_POSITIVE(RN_VF16_LOAD(relu_out + i), RN_VF16_LOAD(dy + i));
+            acc_g += g;
+            acc_gx += g * (RN_VF16_LOAD(x + i) - mean_v);
+        }
     } else {
-        for (; i + RN_LANES <= n; i += RN_LANES)
-            for (int j = 0; j < RN_LANES; j++) {
-                acc_g[j] += dy[i + j];
-                acc_gx[j] += dy[i + j] * (x[i + j] - mean);
-            }
+        for (; i + RN_LANES <= n; i += RN_LANES) {
+            rn_vf16 d = RN_VF16_LOAD(dy + i);
+            acc_g += d;
+            acc_gx += d * (RN_VF16_LOAD(x + i) - mean_v);
+        }
     }
     float g_total = 0.0f, gx_total = 0.0f;
     for (; i < n; i++) {
