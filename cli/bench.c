@@ -30,7 +30,9 @@ static const char BENCH_HELP[] =
     "  --steps N          timed steps (default 20)\n"
     "  --warmup N         untimed steps first (default 3)\n"
     "  --threads N        OpenMP threads (0: all cores)\n"
-    "  --format text|json one line of JSON for scripts\n";
+    "  --format text|json one line of JSON for scripts\n"
+    "  --profile          also print the time of each layer class per step, forward\n"
+    "                     and backward (text format only)\n";
 
 static double now_seconds(void)
 {
@@ -42,7 +44,7 @@ static double now_seconds(void)
 static int takes_value(const char *name)
 {
     static const char *const valued[] = {"model", "batch-size", "input", "classes", "shortcut", "steps", "warmup", "threads", "format", NULL};
-    static const char *const switches[] = {"help", "stride-in-1x1", NULL};
+    static const char *const switches[] = {"help", "stride-in-1x1", "profile", NULL};
     return rn_args_classify(name, valued, switches);
 }
 
@@ -56,13 +58,44 @@ static int parse_positive(const char *text, int min, int *out)
     return 1;
 }
 
+/* The profile as a table: milliseconds per step of each layer class, its
+ * share of the step, and GFLOP/s for convolutions (backward counted as
+ * twice the forward multiply-accumulates). */
+static void print_profile(const rn_model *m, const rn_profile *p, double other,
+                          double seconds, int steps, int mb)
+{
+    int64_t macs[RN_PROFILE_CLASSES] = {0};
+    for (int i = 0; i < m->node_count; i++)
+        macs[rn_node_profile_class(m, i)] += rn_node_macs(m, i);
+
+    printf("\nper step, %d steps:\n", steps);
+    printf("%-20s %10s %10s %7s %10s %10s\n", "layers", "fwd ms", "bwd ms", "share",
+           "fwd GFLOP/s", "bwd GFLOP/s");
+    double accounted = 0.0;
+    for (int c = 0; c < RN_PROFILE_CLASSES; c++) {
+        double fwd = p->forward[c] / steps, bwd = p->backward[c] / steps;
+        accounted += fwd + bwd;
+        if (fwd + bwd == 0.0)
+            continue;
+        printf("%-20s %10.2f %10.2f %6.1f%%", rn_profile_class_name(c), 1e3 * fwd, 1e3 * bwd,
+               100.0 * (fwd + bwd) * steps / seconds);
+        if (macs[c] > 0 && fwd > 0.0 && bwd > 0.0)
+            printf(" %10.1f %10.1f", 2e-9 * macs[c] * mb / fwd, 4e-9 * macs[c] * mb / bwd);
+        printf("\n");
+    }
+    double rest = seconds / steps - accounted - other / steps;
+    printf("%-20s %21.2f %6.1f%%\n", "loss, zero grad, SGD", 1e3 * other / steps,
+           100.0 * other / seconds);
+    printf("%-20s %21.2f %6.1f%%\n", "between layers", 1e3 * rest, 100.0 * rest * steps / seconds);
+}
+
 int cmd_bench(int argc, char **argv)
 {
     static const char *const shorts[] = {"b", "batch-size", "h", "help", NULL};
     rn_args args = {argc, argv, 0, "bench"};
     rn_model_config cfg = {.arch = "resnet20", .in_c = 3, .in_h = 32, .in_w = 32,
                            .classes = 10, .shortcut = RN_SHORTCUT_DEFAULT};
-    int mb = 128, steps = 20, warmup = 3, threads = 0, json = 0;
+    int mb = 128, steps = 20, warmup = 3, threads = 0, json = 0, profiling = 0;
     const char *name, *value;
     int r;
 
@@ -89,6 +122,8 @@ int cmd_bench(int argc, char **argv)
                 return rn_usage_error("bench", "%s", rn_last_error());
         } else if (!strcmp(name, "stride-in-1x1")) {
             cfg.stride_in_1x1 = 1;
+        } else if (!strcmp(name, "profile")) {
+            profiling = 1;
         } else if (!strcmp(name, "steps")) {
             if (!parse_positive(value, 1, &steps))
                 return rn_usage_error("bench", "invalid --steps '%s'", value);
@@ -137,15 +172,24 @@ int cmd_bench(int argc, char **argv)
     for (int i = 0; i < mb; i++)
         labels[i] = (int32_t)rn_rng_below(&rng, (uint32_t)cfg.classes);
 
-    double start = 0.0;
+    double start = 0.0, other = 0.0;
+    rn_profile profile = {0};
     for (int s = 0; s < warmup + steps; s++) {
-        if (s == warmup)
+        if (s == warmup) {
             start = now_seconds();
+            if (profiling)
+                rn_plan_set_profile(plan, &profile);
+        }
         const float *logits = rn_model_forward(m, plan, images, mb, 1);
+        double other_start = now_seconds();
         rn_cross_entropy(diff_logits, NULL, logits, labels, mb, cfg.classes, 0.0f);
         rn_model_zero_grad(m);
+        double other_end = now_seconds();
         rn_model_backward(m, plan, diff_logits);
+        double sgd_start = now_seconds();
         rn_sgd_step(&sgd, m->param_data, m->grad_data, 0.01f);
+        if (s >= warmup)
+            other += now_seconds() - sgd_start + other_end - other_start;
     }
     double seconds = now_seconds() - start;
 
@@ -171,6 +215,8 @@ int cmd_bench(int argc, char **argv)
         printf("training: %.1f images/s, %.2f ms per step, %.1f GFLOP/s\n", images_per_sec,
                step_ms, gflops);
         printf("peak resident memory: %.1f MiB\n", peak_mib);
+        if (profiling)
+            print_profile(m, &profile, other, seconds, steps, mb);
     }
     rn_sgd_free(&sgd);
     rn_free_aligned(images);

@@ -228,6 +228,25 @@ TEST(conv2d_direct_matches_im2col)
     }
 }
 
+/* PyTorch's rules that the gradient check cannot see: among equal values
+ * the first wins, and a NaN in the window is the maximum. */
+TEST(maxpool_ties_and_nan)
+{
+    rn_pool_shape s = {.mb = 1, .c = 1, .ih = 3, .iw = 4, .kh = 2, .kw = 2, .sh = 2, .sw = 2};
+    rn_pool_shape_infer(&s);
+    float src[12] = {1, 5, 2, 2,
+                     5, 0, 2, NAN,
+                     0, 0, 0, 0};
+    float dst[2];
+    int32_t argmax[2];
+    rn_maxpool_forward(dst, argmax, src, &s);
+    CHECK(s.oh == 1 && s.ow == 2);
+    CHECK(dst[0] == 5.0f);
+    CHECK(argmax[0] == 1);
+    CHECK(isnan(dst[1]));
+    CHECK(argmax[1] == 7);
+}
+
 /* ------------------------------------------------------------- batchnorm */
 
 struct bn_case {

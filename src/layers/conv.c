@@ -1,14 +1,20 @@
-/* 2-D convolution as im2col + GEMM, one image per OpenMP thread.
+/* 2-D convolution as im2col + GEMM, for the shapes that the direct path
+ * (conv_direct.c) does not take.
  *
- * For image n: dst_n (oc, oh*ow) = weights (oc, K) x col_n (K, oh*ow), where
- * K = ic*kh*kw and col_n is the im2col copy of src_n. A grouped convolution
- * runs one such product per group on its slice of rows: group g multiplies
- * weight rows [g*oc/G, (g+1)*oc/G) by column rows [g*K/G, (g+1)*K/G), because
- * im2col lays the rows out channel by channel. A 1x1 convolution with
- * stride 1 and no padding uses src_n directly. Each thread owns a slice of
- * the scratch memory: a column buffer, a column-gradient buffer and a private
- * weight-gradient accumulator that is summed after the loop, so threads never
- * write the same memory. */
+ * Images are processed in chunks of nb, one chunk per OpenMP thread at a
+ * time. For a chunk, col (K, nb * ohw) holds the im2col copies of its images
+ * side by side, with K = ic * kh * kw, and one product
+ * weights (oc, K) x col gives the outputs of all nb images. Small images
+ * share a GEMM this way: a 3x3 output plane alone would give the GEMM 9
+ * columns. With nb = 1 the product is written straight into dst. A grouped
+ * convolution runs one product per group on its slice of rows: group g
+ * multiplies weight rows [g*oc/G, (g+1)*oc/G) by column rows
+ * [g*K/G, (g+1)*K/G), because im2col lays the rows out channel by channel. A
+ * 1x1 convolution with stride 1 and no padding and nb = 1 uses src_n
+ * directly. Each thread owns a slice of the scratch memory: a column
+ * buffer, a column-gradient buffer, an output buffer and a private
+ * weight-gradient accumulator that is summed after the loop, so threads
+ * never write the same memory. */
 #include <omp.h>
 #include <string.h>
 
@@ -35,22 +41,56 @@ static int group_count(const rn_conv_shape *s)
     return s->groups > 1 ? s->groups : 1;
 }
 
-static size_t col_numel(const rn_conv_shape *s)
+enum {
+    /* Columns that a GEMM should get at least, where the batch allows. */
+    GEMM_MIN_COLUMNS = 256,
+};
+
+/* Images per chunk: enough for GEMM_MIN_COLUMNS output columns, and chunks
+ * spread evenly over the threads. */
+static int chunk_images(const rn_conv_shape *s, int threads)
 {
-    return (size_t)s->ic * s->kh * s->kw * s->oh * s->ow;
+    int ohw = s->oh * s->ow;
+    int nb = (GEMM_MIN_COLUMNS + ohw - 1) / ohw;
+    if (nb <= 1)
+        return 1;
+    int chunks = (s->mb + nb - 1) / nb;
+    chunks = (chunks + threads - 1) / threads * threads;
+    nb = (s->mb + chunks - 1) / chunks;
+    return nb < 1 ? 1 : nb;
 }
 
-static size_t thread_scratch_numel(const rn_conv_shape *s)
+static size_t round16(size_t n)
 {
-    size_t weights = (size_t)s->oc * (s->ic / group_count(s)) * s->kh * s->kw;
-    /* Column buffer, column-gradient buffer, weight-gradient accumulator;
-     * each rounded to 16 floats to keep 64-byte alignment. */
-    return 2 * ((col_numel(s) + 15) & ~(size_t)15) + ((weights + 15) & ~(size_t)15);
+    return (n + 15) & ~(size_t)15;
+}
+
+/* Per-thread scratch: column buffer, column-gradient buffer, output (or
+ * output-gradient) buffer for nb > 1, and the weight-gradient accumulator,
+ * each rounded to 16 floats to keep 64-byte alignment. */
+typedef struct thread_scratch {
+    size_t col, out, weights;
+} thread_scratch;
+
+static thread_scratch thread_scratch_of(const rn_conv_shape *s, int nb)
+{
+    size_t columns = (size_t)nb * s->oh * s->ow;
+    thread_scratch t;
+    t.col = round16((size_t)s->ic * s->kh * s->kw * columns);
+    t.out = nb > 1 ? round16((size_t)s->oc * columns) : 0;
+    t.weights = round16((size_t)s->oc * (s->ic / group_count(s)) * s->kh * s->kw);
+    return t;
+}
+
+static size_t thread_scratch_numel(const rn_conv_shape *s, int threads)
+{
+    thread_scratch t = thread_scratch_of(s, chunk_images(s, threads));
+    return 2 * t.col + t.out + t.weights;
 }
 
 size_t rn_conv2d_scratch_numel(const rn_conv_shape *s, int threads)
 {
-    size_t im2col_numel = thread_scratch_numel(s) * (size_t)threads;
+    size_t im2col_numel = thread_scratch_numel(s, threads) * (size_t)threads;
     size_t direct_numel = rn_conv_direct_applies(s) ? rn_conv_direct_scratch_numel(s, threads) : 0;
     return im2col_numel > direct_numel ? im2col_numel : direct_numel;
 }
@@ -70,15 +110,14 @@ static void valid_columns(const rn_conv_shape *s, int kj, int *x_begin, int *x_e
     *x_end = end;
 }
 
-/* col (ic*kh*kw, oh*ow) from one image (ic, ih, iw). */
-RN_CLONES static void im2col(float *col, const float *src, const rn_conv_shape *s)
+/* col (ic*kh*kw, oh*ow) from one image (ic, ih, iw), rows ld floats apart. */
+RN_CLONES static void im2col(float *col, size_t ld, const float *src, const rn_conv_shape *s)
 {
-    int ohw = s->oh * s->ow;
     for (int c = 0; c < s->ic; c++) {
         const float *plane = src + (size_t)c * s->ih * s->iw;
         for (int ki = 0; ki < s->kh; ki++) {
             for (int kj = 0; kj < s->kw; kj++) {
-                float *row = col + ((size_t)(c * s->kh + ki) * s->kw + kj) * ohw;
+                float *row = col + ((size_t)(c * s->kh + ki) * s->kw + kj) * ld;
                 int x_begin, x_end;
                 valid_columns(s, kj, &x_begin, &x_end);
                 for (int y = 0; y < s->oh; y++) {
@@ -105,17 +144,17 @@ RN_CLONES static void im2col(float *col, const float *src, const rn_conv_shape *
     }
 }
 
-/* diff_src (ic, ih, iw) += the scatter of diff_col (ic*kh*kw, oh*ow). */
-RN_CLONES static void col2im_add(float *diff_src, const float *diff_col,
-                       const rn_conv_shape *s)
+/* diff_src (ic, ih, iw) += the scatter of diff_col (ic*kh*kw, oh*ow), whose
+ * rows are ld floats apart. */
+RN_CLONES static void col2im_add(float *diff_src, const float *diff_col, size_t ld,
+                                 const rn_conv_shape *s)
 {
-    int ohw = s->oh * s->ow;
     for (int c = 0; c < s->ic; c++) {
         float *plane = diff_src + (size_t)c * s->ih * s->iw;
         for (int ki = 0; ki < s->kh; ki++) {
             for (int kj = 0; kj < s->kw; kj++) {
                 const float *row =
-                    diff_col + ((size_t)(c * s->kh + ki) * s->kw + kj) * ohw;
+                    diff_col + ((size_t)(c * s->kh + ki) * s->kw + kj) * ld;
                 int x_begin, x_end;
                 valid_columns(s, kj, &x_begin, &x_end);
                 for (int y = 0; y < s->oh; y++) {
@@ -137,6 +176,20 @@ RN_CLONES static void col2im_add(float *diff_src, const float *diff_col,
     }
 }
 
+/* Copy rows (rows, ohw) of image j out of, or into, a chunk buffer whose
+ * rows are width floats apart. */
+static void chunk_gather(float *chunk, size_t width, const float *image, int rows, int ohw)
+{
+    for (int r = 0; r < rows; r++)
+        memcpy(chunk + r * width, image + (size_t)r * ohw, sizeof(float) * ohw);
+}
+
+static void chunk_scatter(float *image, const float *chunk, size_t width, int rows, int ohw)
+{
+    for (int r = 0; r < rows; r++)
+        memcpy(image + (size_t)r * ohw, chunk + r * width, sizeof(float) * ohw);
+}
+
 void rn_conv2d_forward(float *dst, const float *src, const float *weights,
                        const float *bias, const rn_conv_shape *s, float *scratch)
 {
@@ -146,34 +199,50 @@ void rn_conv2d_forward(float *dst, const float *src, const float *weights,
     int ohw = s->oh * s->ow;
     size_t src_stride = (size_t)s->ic * s->ih * s->iw;
     size_t dst_stride = (size_t)s->oc * ohw;
-    size_t per_thread = thread_scratch_numel(s);
 
     RN_ASSERT(s->ic % groups == 0 && s->oc % groups == 0);
     if (rn_conv_direct_applies(s)) {
         rn_conv_direct_forward(dst, src, weights, bias, s, scratch);
         return;
     }
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < s->mb; n++) {
-        float *col = scratch + per_thread * omp_get_thread_num();
-        const float *src_n = src + n * src_stride;
-        float *dst_n = dst + n * dst_stride;
+    int threads = omp_get_max_threads();
+    int nb = chunk_images(s, threads);
+    int chunks = (s->mb + nb - 1) / nb;
+    thread_scratch sizes = thread_scratch_of(s, nb);
+    size_t per_thread = thread_scratch_numel(s, threads);
 
-        if (is_pointwise(s)) {
-            col = (float *)src_n;
+#pragma omp parallel for schedule(static)
+    for (int chunk = 0; chunk < chunks; chunk++) {
+        float *col = scratch + per_thread * omp_get_thread_num();
+        float *out = col + 2 * sizes.col;
+        int n0 = chunk * nb;
+        int count = s->mb - n0 < nb ? s->mb - n0 : nb;
+        size_t width = (size_t)count * ohw;
+
+        if (count == 1 && is_pointwise(s)) {
+            col = (float *)(src + n0 * src_stride);
         } else {
-            im2col(col, src_n, s);
+            for (int j = 0; j < count; j++)
+                im2col(col + (size_t)j * ohw, width, src + (n0 + j) * src_stride, s);
         }
+        if (count == 1)
+            out = dst + n0 * dst_stride;
         for (int g = 0; g < groups; g++)
-            rn_sgemm(0, 0, ocg, ohw, k, 1.0f, weights + (size_t)g * ocg * k, k,
-                     col + (size_t)g * k * ohw, ohw, 0.0f,
-                     dst_n + (size_t)g * ocg * ohw, ohw);
+            rn_sgemm(0, 0, ocg, (int)width, k, 1.0f, weights + (size_t)g * ocg * k, k,
+                     col + (size_t)g * k * width, (int)width, 0.0f,
+                     out + (size_t)g * ocg * width, (int)width);
+        if (count > 1) {
+            for (int j = 0; j < count; j++)
+                chunk_scatter(dst + (n0 + j) * dst_stride, out + (size_t)j * ohw, width,
+                              s->oc, ohw);
+        }
         if (bias) {
-            for (int o = 0; o < s->oc; o++) {
-                float *row = dst_n + (size_t)o * ohw;
-                for (int p = 0; p < ohw; p++)
-                    row[p] += bias[o];
-            }
+            for (int j = 0; j < count; j++)
+                for (int o = 0; o < s->oc; o++) {
+                    float *row = dst + (n0 + j) * dst_stride + (size_t)o * ohw;
+                    for (int p = 0; p < ohw; p++)
+                        row[p] += bias[o];
+                }
         }
     }
 }
@@ -189,10 +258,7 @@ void rn_conv2d_backward(float *diff_src, float *diff_weights, float *diff_bias,
     int ohw = s->oh * s->ow;
     size_t src_stride = (size_t)s->ic * s->ih * s->iw;
     size_t dst_stride = (size_t)s->oc * ohw;
-    size_t per_thread = thread_scratch_numel(s);
-    size_t col_size = (col_numel(s) + 15) & ~(size_t)15;
     size_t weights_numel = (size_t)s->oc * k;
-    int threads = omp_get_max_threads();
     int pointwise = is_pointwise(s);
 
     if (rn_conv_direct_applies(s)) {
@@ -200,50 +266,68 @@ void rn_conv2d_backward(float *diff_src, float *diff_weights, float *diff_bias,
                                 mode == RN_GRAD_OVERWRITE);
         goto bias;
     }
+    int threads = omp_get_max_threads();
+    int nb = chunk_images(s, threads);
+    int chunks = (s->mb + nb - 1) / nb;
+    thread_scratch sizes = thread_scratch_of(s, nb);
+    size_t per_thread = thread_scratch_numel(s, threads);
+    size_t weights_offset = 2 * sizes.col + sizes.out;
+
 #pragma omp parallel num_threads(threads)
     {
         int t = omp_get_thread_num();
         float *col = scratch + per_thread * t;
-        float *diff_col = col + col_size;
-        float *diff_weights_t = diff_col + col_size;
+        float *diff_col = col + sizes.col;
+        float *dy_chunk = diff_col + sizes.col;
+        float *diff_weights_t = scratch + per_thread * t + weights_offset;
 
         if (diff_weights)
             memset(diff_weights_t, 0, sizeof(float) * weights_numel);
 
 #pragma omp for schedule(static)
-        for (int n = 0; n < s->mb; n++) {
-            const float *src_n = src + n * src_stride;
-            const float *diff_dst_n = diff_dst + n * dst_stride;
+        for (int chunk = 0; chunk < chunks; chunk++) {
+            int n0 = chunk * nb;
+            int count = s->mb - n0 < nb ? s->mb - n0 : nb;
+            size_t width = (size_t)count * ohw;
+            const float *dy = diff_dst + n0 * dst_stride;
+            int direct = count == 1 && pointwise; /* src and diff_src are the columns */
 
+            if (count > 1) {
+                for (int j = 0; j < count; j++)
+                    chunk_gather(dy_chunk + (size_t)j * ohw, width,
+                                 diff_dst + (n0 + j) * dst_stride, s->oc, ohw);
+                dy = dy_chunk;
+            }
             if (diff_weights) {
-                const float *col_n = src_n;
-                if (!pointwise) {
-                    im2col(col, src_n, s);
+                const float *col_n = src + n0 * src_stride;
+                if (!direct) {
+                    for (int j = 0; j < count; j++)
+                        im2col(col + (size_t)j * ohw, width, src + (n0 + j) * src_stride, s);
                     col_n = col;
                 }
-                /* diff_weights (oc, K) += diff_dst_n (oc, ohw) col_n^T */
+                /* diff_weights (oc, K) += dy (oc, width) col_n^T */
                 for (int g = 0; g < groups; g++)
-                    rn_sgemm(0, 1, ocg, k, ohw, 1.0f,
-                             diff_dst_n + (size_t)g * ocg * ohw, ohw,
-                             col_n + (size_t)g * k * ohw, ohw, 1.0f,
+                    rn_sgemm(0, 1, ocg, k, (int)width, 1.0f, dy + (size_t)g * ocg * width,
+                             (int)width, col_n + (size_t)g * k * width, (int)width, 1.0f,
                              diff_weights_t + (size_t)g * ocg * k, k);
             }
             if (diff_src) {
-                float *diff_src_n = diff_src + n * src_stride;
                 int overwrite = mode == RN_GRAD_OVERWRITE;
-                /* diff_col (K, ohw) = weights^T (K, oc) diff_dst_n, written
-                 * straight into diff_src_n for a pointwise convolution. */
-                float *out = pointwise ? diff_src_n : diff_col;
-                float beta = pointwise && !overwrite ? 1.0f : 0.0f;
+                /* diff_col (K, width) = weights^T (K, oc) dy, written straight
+                 * into diff_src for a pointwise convolution of one image. */
+                float *out = direct ? diff_src + n0 * src_stride : diff_col;
+                float beta = direct && !overwrite ? 1.0f : 0.0f;
                 for (int g = 0; g < groups; g++)
-                    rn_sgemm(1, 0, k, ohw, ocg, 1.0f,
-                             weights + (size_t)g * ocg * k, k,
-                             diff_dst_n + (size_t)g * ocg * ohw, ohw, beta,
-                             out + (size_t)g * k * ohw, ohw);
-                if (!pointwise) {
-                    if (overwrite)
-                        memset(diff_src_n, 0, sizeof(float) * src_stride);
-                    col2im_add(diff_src_n, diff_col, s);
+                    rn_sgemm(1, 0, k, (int)width, ocg, 1.0f, weights + (size_t)g * ocg * k, k,
+                             dy + (size_t)g * ocg * width, (int)width, beta,
+                             out + (size_t)g * k * width, (int)width);
+                if (!direct) {
+                    for (int j = 0; j < count; j++) {
+                        float *diff_src_n = diff_src + (n0 + j) * src_stride;
+                        if (overwrite)
+                            memset(diff_src_n, 0, sizeof(float) * src_stride);
+                        col2im_add(diff_src_n, diff_col + (size_t)j * ohw, width, s);
+                    }
                 }
             }
         }
@@ -256,7 +340,7 @@ void rn_conv2d_backward(float *diff_src, float *diff_weights, float *diff_bias,
             for (size_t i = 0; i < weights_numel; i++) {
                 float sum = 0.0f;
                 for (int j = 0; j < nthreads; j++)
-                    sum += scratch[per_thread * j + 2 * col_size + i];
+                    sum += scratch[per_thread * j + weights_offset + i];
                 diff_weights[i] += sum;
             }
         }

@@ -1,6 +1,4 @@
 /* Max pooling and global average pooling over NCHW. */
-#include <float.h>
-
 #include "layers/layers.h"
 
 void rn_pool_shape_infer(rn_pool_shape *s)
@@ -21,28 +19,29 @@ void rn_maxpool_forward(float *dst, int32_t *argmax, const float *src,
         float *y = dst + plane * out_plane;
         int32_t *arg = argmax + plane * out_plane;
         for (int oy = 0; oy < s->oh; oy++) {
+            /* The window clipped to the image; PyTorch's padding never
+             * wins, so it is skipped rather than read as -inf. */
+            int y0 = oy * s->sh - s->ph, y1 = y0 + s->kh;
+            y0 = y0 < 0 ? 0 : y0;
+            y1 = y1 > s->ih ? s->ih : y1;
             for (int ox = 0; ox < s->ow; ox++) {
-                float best = -FLT_MAX;
-                int32_t best_index = -1;
-                for (int ki = 0; ki < s->kh; ki++) {
-                    int iy = oy * s->sh - s->ph + ki;
-                    if (iy < 0 || iy >= s->ih)
-                        continue;
-                    for (int kj = 0; kj < s->kw; kj++) {
-                        int ix = ox * s->sw - s->pw + kj;
-                        if (ix < 0 || ix >= s->iw)
-                            continue;
-                        float v = x[iy * s->iw + ix];
-                        /* The first maximum wins, and NaN propagates. */
-                        if (best_index < 0 || v > best || v != v) {
-                            best = v;
-                            best_index = iy * s->iw + ix;
-                            if (v != v)
-                                goto found;
-                        }
+                int x0 = ox * s->sw - s->pw, x1 = x0 + s->kw;
+                x0 = x0 < 0 ? 0 : x0;
+                x1 = x1 > s->iw ? s->iw : x1;
+                int32_t best_index = y0 * s->iw + x0;
+                float best = x[best_index];
+                for (int iy = y0; iy < y1; iy++) {
+                    for (int ix = x0; ix < x1; ix++) {
+                        int32_t index = iy * s->iw + ix;
+                        float v = x[index];
+                        /* The first maximum wins, and the first NaN stays:
+                         * a select rather than a branch, which the data
+                         * would mispredict. */
+                        int take = (v > best) | ((v != v) & (best == best));
+                        best = take ? v : best;
+                        best_index = take ? index : best_index;
                     }
                 }
-            found:
                 y[oy * s->ow + ox] = best;
                 arg[oy * s->ow + ox] = best_index;
             }

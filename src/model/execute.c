@@ -1,9 +1,11 @@
 /* Memory planning and the forward and backward passes of a model. */
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/status.h"
 #include "kernels/gemm.h"
+#include "layers/conv_direct.h"
 #include "model/model.h"
 
 struct rn_plan {
@@ -19,6 +21,7 @@ struct rn_plan {
     /* Per node: 1 for a ReLU that runs inside the BN before it. */
     unsigned char *skip;
     int32_t **argmax;                 /* per node, max pooling only */
+    rn_profile *profile;              /* NULL unless timing layers */
     float *scratch;
     void *activation_block, *grad_block, *state_block;
     size_t nbytes;
@@ -321,6 +324,7 @@ const float *rn_model_forward(rn_model *m, rn_plan *plan, const float *images,
 
         if (plan->skip[i])
             continue;
+        double start = plan->profile ? omp_get_wtime() : 0.0;
         switch (node->kind) {
         case RN_NODE_CONV: {
             rn_conv_shape s = conv_shape(m, node, mb);
@@ -368,6 +372,8 @@ const float *rn_model_forward(rn_model *m, rn_plan *plan, const float *images,
                                   m->values[node->dst].c, node->stride);
             break;
         }
+        if (plan->profile)
+            plan->profile->forward[rn_node_profile_class(m, i)] += omp_get_wtime() - start;
     }
     return plan->value_data[m->value_count - 1];
 }
@@ -419,6 +425,7 @@ void rn_model_backward(rn_model *m, rn_plan *plan, const float *diff_logits)
         if (plan->skip[i])
             continue;
         RN_ASSERT(plan->grad_ready[node->dst] || plan->fused_relu[i]);
+        double start = plan->profile ? omp_get_wtime() : 0.0;
         switch (node->kind) {
         case RN_NODE_CONV: {
             rn_conv_shape s = conv_shape(m, node, mb);
@@ -485,7 +492,48 @@ void rn_model_backward(rn_model *m, rn_plan *plan, const float *diff_logits)
             break;
         }
         }
+        if (plan->profile)
+            plan->profile->backward[rn_node_profile_class(m, i)] += omp_get_wtime() - start;
     }
+}
+
+void rn_plan_set_profile(rn_plan *plan, rn_profile *profile)
+{
+    plan->profile = profile;
+}
+
+rn_profile_class rn_node_profile_class(const rn_model *m, int i)
+{
+    const rn_node *node = &m->nodes[i];
+    switch (node->kind) {
+    case RN_NODE_CONV: {
+        rn_conv_shape s = conv_shape(m, node, 1);
+        return rn_conv_direct_applies(&s) ? RN_PROFILE_CONV_DIRECT : RN_PROFILE_CONV_GEMM;
+    }
+    case RN_NODE_BN:
+        return RN_PROFILE_BN;
+    case RN_NODE_RELU:
+        return RN_PROFILE_RELU;
+    case RN_NODE_ADD:
+        return RN_PROFILE_ADD;
+    case RN_NODE_MAXPOOL:
+    case RN_NODE_AVGPOOL:
+        return RN_PROFILE_POOL;
+    case RN_NODE_LINEAR:
+        return RN_PROFILE_LINEAR;
+    case RN_NODE_SHORTCUT_A:
+        return RN_PROFILE_SHORTCUT;
+    }
+    return RN_PROFILE_ADD;
+}
+
+const char *rn_profile_class_name(rn_profile_class c)
+{
+    static const char *const names[RN_PROFILE_CLASSES] = {
+        "conv, direct", "conv, im2col+GEMM", "batch norm (+ReLU)", "ReLU",
+        "residual add", "pooling", "linear", "shortcut A",
+    };
+    return c < RN_PROFILE_CLASSES ? names[c] : "?";
 }
 
 void rn_model_zero_grad(rn_model *m)

@@ -169,4 +169,33 @@ const float *rn_plan_value(const rn_plan *plan, int value);
  * the training plan; for measurements of intermediate activations. */
 rn_status rn_plan_create_keeping_values(const rn_model *model, int mb, rn_plan **out);
 
+/* ---------------------------------------------------------------- profile */
+
+/* Layer classes that a profile times separately. */
+typedef enum rn_profile_class {
+    RN_PROFILE_CONV_DIRECT, /* the direct stride-1 convolution */
+    RN_PROFILE_CONV_GEMM,   /* every other convolution: im2col and GEMM */
+    RN_PROFILE_BN,
+    RN_PROFILE_RELU,
+    RN_PROFILE_ADD,
+    RN_PROFILE_POOL,
+    RN_PROFILE_LINEAR,
+    RN_PROFILE_SHORTCUT,
+    RN_PROFILE_CLASSES,
+} rn_profile_class;
+
+/* Wall-clock seconds per layer class, summed over the passes run while the
+ * profile is attached to a plan. */
+typedef struct rn_profile {
+    double forward[RN_PROFILE_CLASSES];
+    double backward[RN_PROFILE_CLASSES];
+} rn_profile;
+
+/* Attach a profile to the plan, or detach it with NULL. Timing a layer waits
+ * for its threads, which the passes do anyway. */
+void rn_plan_set_profile(rn_plan *plan, rn_profile *profile);
+
+rn_profile_class rn_node_profile_class(const rn_model *model, int i);
+const char *rn_profile_class_name(rn_profile_class c);
+
 #endif
