@@ -109,6 +109,20 @@ static int plan_grad_slots(const rn_model *m, int mb, int *slot_of,
             want[1] = m->nodes[i].src2;
             release = m->nodes[i].dst;
         }
+        /* The two inputs of an addition get the output's gradient as it
+         * is: the first of them to need a slot takes over the output's, so
+         * the backward pass copies the gradient once, not twice. */
+        if (i < m->node_count && m->nodes[i].kind == RN_NODE_ADD && slot_of[release] >= 0) {
+            for (int k = 0; k < 2; k++) {
+                int v = want[k];
+                if (v > 0 && slot_of[v] < 0 &&
+                    value_numel(m, v, mb) == value_numel(m, release, mb)) {
+                    slot_of[v] = slot_of[release];
+                    release = -1;
+                    break;
+                }
+            }
+        }
         for (int k = 0; k < 2; k++) {
             int v = want[k];
             if (v <= 0 || slot_of[v] >= 0)
@@ -477,7 +491,9 @@ void rn_model_backward(rn_model *m, rn_plan *plan, const float *diff_logits)
             int inputs[2] = {node->src, node->src2};
             for (int k = 0; k < 2; k++) {
                 float *dx = value_grad_for(plan, inputs[k], &mode);
-                if (dx && mode == RN_GRAD_OVERWRITE)
+                if (dx == dy) /* the planner gave this input the output's slot */
+                    RN_ASSERT(mode == RN_GRAD_OVERWRITE);
+                else if (dx && mode == RN_GRAD_OVERWRITE)
                     memcpy(dx, dy, n * sizeof(float));
                 else if (dx)
                     rn_accumulate(dx, dy, n);
