@@ -9,6 +9,7 @@
 #include "core/rng.h"
 #include "core/status.h"
 #include "kernels/gemm.h"
+#include "kernels/peak.h"
 #include "layers/layers.h"
 #include "model/model.h"
 #include "train/sgd.h"
@@ -16,10 +17,12 @@
 static const char BENCH_HELP[] =
     "usage: resnet bench --model NAME [-b N] [--input CxHxW] [OPTIONS]\n"
     "\n"
-    "Time training steps (forward, cross-entropy, backward, SGD with momentum) on\n"
-    "random data, and print images/s, the time per step, achieved GFLOP/s (counting\n"
-    "a step as 3 times the forward multiply-accumulates, 2 FLOPs each) and the\n"
-    "process's peak resident memory.\n"
+    "Time training steps (forward, cross-entropy, backward, SGD with momentum) or,\n"
+    "with --mode inference, evaluation-mode forward passes, on random data. Print\n"
+    "images/s, the time per step, achieved GFLOP/s (counting a training step as 3\n"
+    "times the forward multiply-accumulates, 2 FLOPs each), the machine's FP32 peak\n"
+    "measured by a loop of FMAs on the same threads with the share of it reached,\n"
+    "and the process's peak resident memory.\n"
     "\n"
     "  --model NAME       model to time (default resnet20)\n"
     "  -b, --batch-size N images per step (default 128)\n"
@@ -30,6 +33,8 @@ static const char BENCH_HELP[] =
     "  --steps N          timed steps (default 20)\n"
     "  --warmup N         untimed steps first (default 3)\n"
     "  --threads N        OpenMP threads (0: all cores)\n"
+    "  --mode train|inference\n"
+    "                     what to time (default train)\n"
     "  --format text|json one line of JSON for scripts\n"
     "  --profile          also print the time of each layer class per step, forward\n"
     "                     and backward (text format only)\n";
@@ -43,7 +48,7 @@ static double now_seconds(void)
 
 static int takes_value(const char *name)
 {
-    static const char *const valued[] = {"model", "batch-size", "input", "classes", "shortcut", "steps", "warmup", "threads", "format", NULL};
+    static const char *const valued[] = {"model", "batch-size", "input", "classes", "shortcut", "steps", "warmup", "threads", "format", "mode", NULL};
     static const char *const switches[] = {"help", "stride-in-1x1", "profile", NULL};
     return rn_args_classify(name, valued, switches);
 }
@@ -62,7 +67,7 @@ static int parse_positive(const char *text, int min, int *out)
  * share of the step, and GFLOP/s for convolutions (backward counted as
  * twice the forward multiply-accumulates). */
 static void print_profile(const rn_model *m, const rn_profile *p, double other,
-                          double seconds, int steps, int mb)
+                          double seconds, int steps, int mb, int inference)
 {
     int64_t macs[RN_PROFILE_CLASSES] = {0};
     for (int i = 0; i < m->node_count; i++)
@@ -79,13 +84,16 @@ static void print_profile(const rn_model *m, const rn_profile *p, double other,
             continue;
         printf("%-20s %10.2f %10.2f %6.1f%%", rn_profile_class_name(c), 1e3 * fwd, 1e3 * bwd,
                100.0 * (fwd + bwd) * steps / seconds);
-        if (macs[c] > 0 && fwd > 0.0 && bwd > 0.0)
-            printf(" %10.1f %10.1f", 2e-9 * macs[c] * mb / fwd, 4e-9 * macs[c] * mb / bwd);
+        if (macs[c] > 0 && fwd > 0.0)
+            printf(" %10.1f", 2e-9 * macs[c] * mb / fwd);
+        if (macs[c] > 0 && bwd > 0.0)
+            printf(" %10.1f", 4e-9 * macs[c] * mb / bwd);
         printf("\n");
     }
     double rest = seconds / steps - accounted - other / steps;
-    printf("%-20s %21.2f %6.1f%%\n", "loss, zero grad, SGD", 1e3 * other / steps,
-           100.0 * other / seconds);
+    if (!inference)
+        printf("%-20s %21.2f %6.1f%%\n", "loss, zero grad, SGD", 1e3 * other / steps,
+               100.0 * other / seconds);
     printf("%-20s %21.2f %6.1f%%\n", "between layers", 1e3 * rest, 100.0 * rest * steps / seconds);
 }
 
@@ -95,7 +103,7 @@ int cmd_bench(int argc, char **argv)
     rn_args args = {argc, argv, 0, "bench"};
     rn_model_config cfg = {.arch = "resnet20", .in_c = 3, .in_h = 32, .in_w = 32,
                            .classes = 10, .shortcut = RN_SHORTCUT_DEFAULT};
-    int mb = 128, steps = 20, warmup = 3, threads = 0, json = 0, profiling = 0;
+    int mb = 128, steps = 20, warmup = 3, threads = 0, json = 0, profiling = 0, inference = 0;
     const char *name, *value;
     int r;
 
@@ -124,6 +132,11 @@ int cmd_bench(int argc, char **argv)
             cfg.stride_in_1x1 = 1;
         } else if (!strcmp(name, "profile")) {
             profiling = 1;
+        } else if (!strcmp(name, "mode")) {
+            if (strcmp(value, "train") && strcmp(value, "inference"))
+                return rn_usage_error("bench", "invalid --mode '%s': expected train or inference",
+                                      value);
+            inference = !strcmp(value, "inference");
         } else if (!strcmp(name, "steps")) {
             if (!parse_positive(value, 1, &steps))
                 return rn_usage_error("bench", "invalid --steps '%s'", value);
@@ -151,7 +164,7 @@ int cmd_bench(int argc, char **argv)
     rn_status status = rn_model_create(&cfg, &m);
     if (status != RN_OK)
         return rn_report_failure("bench", status);
-    status = rn_plan_create(m, mb, &plan);
+    status = inference ? rn_plan_create_inference(m, mb, &plan) : rn_plan_create(m, mb, &plan);
     if (status != RN_OK)
         return rn_report_failure("bench", status);
 
@@ -180,7 +193,9 @@ int cmd_bench(int argc, char **argv)
             if (profiling)
                 rn_plan_set_profile(plan, &profile);
         }
-        const float *logits = rn_model_forward(m, plan, images, mb, 1);
+        const float *logits = rn_model_forward(m, plan, images, mb, !inference);
+        if (inference)
+            continue;
         double other_start = now_seconds();
         rn_cross_entropy(diff_logits, NULL, logits, labels, mb, cfg.classes, 0.0f);
         rn_model_zero_grad(m);
@@ -200,23 +215,31 @@ int cmd_bench(int argc, char **argv)
     getrusage(RUSAGE_SELF, &usage);
     double images_per_sec = (double)steps * mb / seconds;
     double step_ms = 1e3 * seconds / steps;
-    double gflops = 3.0 * 2.0 * (double)macs * images_per_sec / 1e9;
+    double gflops = (inference ? 1.0 : 3.0) * 2.0 * (double)macs * images_per_sec / 1e9;
     double peak_mib = usage.ru_maxrss / 1024.0;
+    const char *isa;
+    double machine_gflops = rn_peak_gflops(threads, &isa);
+    const char *mode = inference ? "inference" : "train";
 
     if (json) {
-        printf("{\"model\": \"%s\", \"batch\": %d, \"input\": \"%dx%dx%d\", \"shortcut\": \"%s\", "
-               "\"threads\": %d, \"steps\": %d, \"images_per_sec\": %.1f, \"step_ms\": %.2f, "
-               "\"peak_rss_mib\": %.1f, \"gflops\": %.1f}\n",
-               cfg.arch, mb, cfg.in_c, cfg.in_h, cfg.in_w, rn_shortcut_name(m->config.shortcut),
-               threads, steps, images_per_sec, step_ms, peak_mib, gflops);
+        printf("{\"model\": \"%s\", \"mode\": \"%s\", \"batch\": %d, \"input\": \"%dx%dx%d\", "
+               "\"shortcut\": \"%s\", \"threads\": %d, \"steps\": %d, \"images_per_sec\": %.1f, "
+               "\"step_ms\": %.2f, \"peak_rss_mib\": %.1f, \"gflops\": %.1f, "
+               "\"machine_peak_gflops\": %.1f, \"percent_of_peak\": %.1f}\n",
+               cfg.arch, mode, mb, cfg.in_c, cfg.in_h, cfg.in_w,
+               rn_shortcut_name(m->config.shortcut), threads, steps, images_per_sec, step_ms,
+               peak_mib, gflops, machine_gflops, 100.0 * gflops / machine_gflops);
     } else {
         printf("%s, batch %d, input %dx%dx%d, %d threads, %d steps\n", cfg.arch, mb, cfg.in_c,
                cfg.in_h, cfg.in_w, threads, steps);
-        printf("training: %.1f images/s, %.2f ms per step, %.1f GFLOP/s\n", images_per_sec,
-               step_ms, gflops);
+        printf("%s: %.1f images/s, %.2f ms per %s, %.1f GFLOP/s\n",
+               inference ? "inference" : "training", images_per_sec, step_ms,
+               inference ? "batch" : "step", gflops);
+        printf("machine FP32 peak: %.1f GFLOP/s (%s, %d threads); this run reached %.1f%%\n",
+               machine_gflops, isa, threads, 100.0 * gflops / machine_gflops);
         printf("peak resident memory: %.1f MiB\n", peak_mib);
         if (profiling)
-            print_profile(m, &profile, other, seconds, steps, mb);
+            print_profile(m, &profile, other, seconds, steps, mb, inference);
     }
     rn_sgd_free(&sgd);
     rn_free_aligned(images);

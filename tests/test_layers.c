@@ -92,6 +92,14 @@ TEST(conv2d_3x3_stride2_no_bias)
                                .kh = 3, .kw = 3, .sh = 2, .sw = 2, .ph = 1, .pw = 1}, 0);
 }
 
+TEST(conv2d_one_image_shared_by_threads)
+{
+    check_conv((rn_conv_shape){.mb = 1, .ic = 3, .ih = 9, .iw = 8, .oc = 5,
+                               .kh = 3, .kw = 3, .sh = 2, .sw = 2, .ph = 1, .pw = 1}, 1);
+    check_conv((rn_conv_shape){.mb = 1, .ic = 4, .ih = 6, .iw = 5, .oc = 3,
+                               .kh = 1, .kw = 1, .sh = 1, .sw = 1}, 0);
+}
+
 TEST(conv2d_1x1_pointwise)
 {
     check_conv((rn_conv_shape){.mb = 3, .ic = 6, .ih = 5, .iw = 5, .oc = 7,
@@ -197,6 +205,9 @@ TEST(conv2d_direct_matches_im2col)
          .ph = 2, .pw = 2},
         {.mb = 2, .ic = 5, .ih = 1, .iw = 3, .oc = 3, .kh = 3, .kw = 1, .sh = 1, .sw = 1,
          .ph = 1, .pw = 0},
+        /* One image: the threads share its blocks. */
+        {.mb = 1, .ic = 16, .ih = 20, .iw = 20, .oc = 24, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
+         .ph = 1, .pw = 1},
     };
     for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
         rn_conv_shape s = shapes[c];

@@ -253,6 +253,51 @@ TEST(model_eval_matches_train_after_bn_settles)
     rn_model_destroy(m);
 }
 
+/* An inference plan reuses activation memory; its logits must equal those
+ * of a training plan in evaluation mode, bit for bit. */
+static void check_inference_plan(const char *arch, int c, int h, int w, rn_shortcut shortcut)
+{
+    rn_model *m = create(arch, c, h, w, shortcut);
+    if (!m)
+        return;
+    rn_model_init(m, RN_INIT_KAIMING, 0, 3);
+    for (size_t i = 0; i < m->buffer_numel; i++)
+        m->buffer_data[i] = 0.5f + 0.01f * (float)(i % 13); /* running statistics */
+    int mb = 3, classes = m->config.classes;
+    size_t numel = (size_t)mb * c * h * w;
+    float *x = malloc(numel * sizeof(float));
+    for (size_t i = 0; i < numel; i++)
+        x[i] = (float)((i * 7919) % 17) / 8.0f - 1.0f;
+    rn_plan *train = NULL, *infer = NULL;
+    CHECK_OK(rn_plan_create(m, mb, &train));
+    CHECK_OK(rn_plan_create_inference(m, mb, &infer));
+    if (train && infer) {
+        float *expected = malloc((size_t)mb * classes * sizeof(float));
+        memcpy(expected, rn_model_forward(m, train, x, mb, 0),
+               (size_t)mb * classes * sizeof(float));
+        const float *actual = rn_model_forward(m, infer, x, mb, 0);
+        CHECK_MSG(memcmp(expected, actual, (size_t)mb * classes * sizeof(float)) == 0,
+                  "%s: inference logits differ: %.9g against %.9g", arch, actual[0],
+                  expected[0]);
+        CHECK_MSG(rn_plan_nbytes(infer) < rn_plan_nbytes(train),
+                  "%s: inference plan holds %zu bytes, training plan %zu", arch,
+                  rn_plan_nbytes(infer), rn_plan_nbytes(train));
+        free(expected);
+    }
+    free(x);
+    rn_plan_destroy(train);
+    rn_plan_destroy(infer);
+    rn_model_destroy(m);
+}
+
+TEST(model_inference_plan_matches_eval)
+{
+    check_inference_plan("resnet20", 1, 12, 12, RN_SHORTCUT_A);
+    check_inference_plan("plain20", 3, 10, 10, RN_SHORTCUT_DEFAULT);
+    check_inference_plan("d2l-resnet18", 1, 40, 40, RN_SHORTCUT_DEFAULT);
+    check_inference_plan("resnet50", 3, 40, 40, RN_SHORTCUT_DEFAULT);
+}
+
 TEST(model_rejects_shortcut_that_does_not_apply)
 {
     const struct {

@@ -110,10 +110,12 @@ static void valid_columns(const rn_conv_shape *s, int kj, int *x_begin, int *x_e
     *x_end = end;
 }
 
-/* col (ic*kh*kw, oh*ow) from one image (ic, ih, iw), rows ld floats apart. */
-RN_CLONES static void im2col(float *col, size_t ld, const float *src, const rn_conv_shape *s)
+/* Rows of channels [c_begin, c_end) of col (ic*kh*kw, oh*ow) from one image
+ * (ic, ih, iw); rows are ld floats apart. */
+RN_CLONES static void im2col_channels(float *col, size_t ld, const float *src,
+                                      const rn_conv_shape *s, int c_begin, int c_end)
 {
-    for (int c = 0; c < s->ic; c++) {
+    for (int c = c_begin; c < c_end; c++) {
         const float *plane = src + (size_t)c * s->ih * s->iw;
         for (int ki = 0; ki < s->kh; ki++) {
             for (int kj = 0; kj < s->kw; kj++) {
@@ -142,6 +144,11 @@ RN_CLONES static void im2col(float *col, size_t ld, const float *src, const rn_c
             }
         }
     }
+}
+
+static void im2col(float *col, size_t ld, const float *src, const rn_conv_shape *s)
+{
+    im2col_channels(col, ld, src, s, 0, s->ic);
 }
 
 /* diff_src (ic, ih, iw) += the scatter of diff_col (ic*kh*kw, oh*ow), whose
@@ -190,6 +197,62 @@ static void chunk_scatter(float *image, const float *chunk, size_t width, int ro
         memcpy(image + (size_t)r * ohw, chunk + r * width, sizeof(float) * ohw);
 }
 
+static void add_bias(float *dst_n, const float *bias, int oc, int ohw)
+{
+    for (int o = 0; o < oc; o++) {
+        float *row = dst_n + (size_t)o * ohw;
+        for (int p = 0; p < ohw; p++)
+            row[p] += bias[o];
+    }
+}
+
+/* Fewer images than threads, as in inference on one image: for each image
+ * the threads split im2col by channels and the product by columns. The
+ * column buffer of one image fits the scratch, which holds one per thread. */
+static void forward_shared(float *dst, const float *src, const float *weights,
+                           const float *bias, const rn_conv_shape *s, float *scratch)
+{
+    int groups = group_count(s);
+    int k = s->ic / groups * s->kh * s->kw;
+    int ocg = s->oc / groups;
+    int ohw = s->oh * s->ow;
+    size_t src_stride = (size_t)s->ic * s->ih * s->iw;
+    size_t dst_stride = (size_t)s->oc * ohw;
+
+    for (int n = 0; n < s->mb; n++) {
+        const float *col = is_pointwise(s) ? src + n * src_stride : scratch;
+#pragma omp parallel
+        {
+            int t = omp_get_thread_num(), nthreads = omp_get_num_threads();
+            if (!is_pointwise(s)) {
+                int c0 = (int)((long)s->ic * t / nthreads);
+                int c1 = (int)((long)s->ic * (t + 1) / nthreads);
+                im2col_channels(scratch, ohw, src + n * src_stride, s, c0, c1);
+#pragma omp barrier
+            }
+            float *dst_n = dst + n * dst_stride;
+            if (ohw >= 64 * nthreads) {
+                /* Columns in multiples of 16 per thread. */
+                int step = (ohw + 16 * nthreads - 1) / (16 * nthreads) * 16;
+                int p0 = step * t, p1 = p0 + step < ohw ? p0 + step : ohw;
+                for (int g = 0; p0 < p1 && g < groups; g++)
+                    rn_sgemm(0, 0, ocg, p1 - p0, k, 1.0f, weights + (size_t)g * ocg * k, k,
+                             col + (size_t)g * k * ohw + p0, ohw, 0.0f,
+                             dst_n + (size_t)g * ocg * ohw + p0, ohw);
+            } else {
+                /* Small planes, such as 7x7: rows of output channels. */
+                int o0 = (int)((long)ocg * t / nthreads), o1 = (int)((long)ocg * (t + 1) / nthreads);
+                for (int g = 0; o0 < o1 && g < groups; g++)
+                    rn_sgemm(0, 0, o1 - o0, ohw, k, 1.0f, weights + ((size_t)g * ocg + o0) * k, k,
+                             col + (size_t)g * k * ohw, ohw, 0.0f,
+                             dst_n + ((size_t)g * ocg + o0) * ohw, ohw);
+            }
+        }
+        if (bias)
+            add_bias(dst + n * dst_stride, bias, s->oc, ohw);
+    }
+}
+
 void rn_conv2d_forward(float *dst, const float *src, const float *weights,
                        const float *bias, const rn_conv_shape *s, float *scratch)
 {
@@ -211,6 +274,10 @@ void rn_conv2d_forward(float *dst, const float *src, const float *weights,
     thread_scratch sizes = thread_scratch_of(s, nb);
     size_t per_thread = thread_scratch_numel(s, threads);
 
+    if (s->mb < threads) {
+        forward_shared(dst, src, weights, bias, s, scratch);
+        return;
+    }
 #pragma omp parallel for schedule(static)
     for (int chunk = 0; chunk < chunks; chunk++) {
         float *col = scratch + per_thread * omp_get_thread_num();
@@ -238,11 +305,7 @@ void rn_conv2d_forward(float *dst, const float *src, const float *weights,
         }
         if (bias) {
             for (int j = 0; j < count; j++)
-                for (int o = 0; o < s->oc; o++) {
-                    float *row = dst + (n0 + j) * dst_stride + (size_t)o * ohw;
-                    for (int p = 0; p < ohw; p++)
-                        row[p] += bias[o];
-                }
+                add_bias(dst + (n0 + j) * dst_stride, bias, s->oc, ohw);
         }
     }
 }

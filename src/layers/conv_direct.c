@@ -132,8 +132,8 @@ static int *offsets_of(float *scratch, const rn_conv_shape *s)
     return (int *)(scratch + packed_numel(s) - round16(k_max));
 }
 
-/* Copy planes (c, h, w) into zero-padded planes (c, hp, wp), then zero the
- * slack after them. */
+/* Copy planes (c, h, w) into zero-padded planes (c, hp, wp). The caller
+ * zeroes the slack after the last plane (zero_slack). */
 static void pad_planes(float *dst, const float *src, int c, int h, int w,
                        int ph, int pw, const geometry *g)
 {
@@ -150,7 +150,11 @@ static void pad_planes(float *dst, const float *src, int c, int h, int w,
         }
         memset(plane + g->plane - border, 0, sizeof(float) * border);
     }
-    memset(dst + c * g->plane, 0, sizeof(float) * g->slack);
+}
+
+static void zero_slack(float *padded, int c, const geometry *g)
+{
+    memset(padded + c * g->plane, 0, sizeof(float) * g->slack);
 }
 
 /* Forward block: tile[i][j] = sum over k of w[k][i] * x[off[k] + j],
@@ -253,21 +257,28 @@ static void pack_weights(float *packed, int *off, const float *weights,
 }
 
 /* dst (cout, oh, ow) of one image from its padded input. */
+/* One block of an image: channels [b * FWD_OC, ...) at positions from
+ * qb * FWD_Q. */
+static void forward_item(float *dst, const float *padded, const float *packed,
+                         const int *off, int cin, int cout, const rn_conv_shape *s,
+                         const geometry *g, const float *bias, int accumulate, int qb, int b)
+{
+    int taps = cin * s->kh * s->kw;
+    int q0 = qb * FWD_Q;
+    int rows = cout - b * FWD_OC < FWD_OC ? cout - b * FWD_OC : FWD_OC;
+    float tile[FWD_OC * FWD_Q] __attribute__((aligned(64)));
+    forward_block(tile, packed + (size_t)b * taps * FWD_OC, padded + q0, off, taps);
+    store_tile(dst, tile, b * FWD_OC, rows, q0, g, s->oh, s->ow, bias, accumulate);
+}
+
 static void forward_image(float *dst, const float *padded, const float *packed,
                           const int *off, int cin, int cout, const rn_conv_shape *s,
                           const geometry *g, const float *bias, int accumulate)
 {
-    int taps = cin * s->kh * s->kw;
     int blocks = blocks_of(cout, FWD_OC);
-    float tile[FWD_OC * FWD_Q] __attribute__((aligned(64)));
-    for (int qb = 0; qb < g->q_blocks; qb++) {
-        int q0 = qb * FWD_Q;
-        for (int b = 0; b < blocks; b++) {
-            int rows = cout - b * FWD_OC < FWD_OC ? cout - b * FWD_OC : FWD_OC;
-            forward_block(tile, packed + (size_t)b * taps * FWD_OC, padded + q0, off, taps);
-            store_tile(dst, tile, b * FWD_OC, rows, q0, g, s->oh, s->ow, bias, accumulate);
-        }
-    }
+    for (int qb = 0; qb < g->q_blocks; qb++)
+        for (int b = 0; b < blocks; b++)
+            forward_item(dst, padded, packed, off, cin, cout, s, g, bias, accumulate, qb, b);
 }
 
 void rn_conv_direct_forward(float *dst, const float *src, const float *weights,
@@ -282,14 +293,39 @@ void rn_conv_direct_forward(float *dst, const float *src, const float *weights,
     size_t dst_stride = (size_t)s->oc * s->oh * s->ow;
 
     pack_weights(packed, off, weights, s, &g, 0);
+    int threads = omp_get_max_threads();
+    if (s->mb >= threads) {
+        /* A thread per image. */
 #pragma omp parallel
-    {
-        float *padded = images + per_image * omp_get_thread_num();
+        {
+            float *padded = images + per_image * omp_get_thread_num();
+            zero_slack(padded, s->ic, &g);
 #pragma omp for schedule(static)
-        for (int n = 0; n < s->mb; n++) {
-            pad_planes(padded, src + n * src_stride, s->ic, s->ih, s->iw, s->ph, s->pw, &g);
-            forward_image(dst + n * dst_stride, padded, packed, off, s->ic, s->oc, s,
-                          &g, bias, 0);
+            for (int n = 0; n < s->mb; n++) {
+                pad_planes(padded, src + n * src_stride, s->ic, s->ih, s->iw, s->ph, s->pw,
+                           &g);
+                forward_image(dst + n * dst_stride, padded, packed, off, s->ic, s->oc, s,
+                              &g, bias, 0);
+            }
+        }
+        return;
+    }
+    /* Fewer images than threads, as in inference on one image: the threads
+     * share each image's blocks. */
+    int blocks = blocks_of(s->oc, FWD_OC);
+    int items = g.q_blocks * blocks;
+    zero_slack(images, s->ic, &g);
+    for (int n = 0; n < s->mb; n++) {
+#pragma omp parallel
+        {
+#pragma omp for schedule(static)
+            for (int c = 0; c < s->ic; c++)
+                pad_planes(images + c * g.plane, src + n * src_stride + (size_t)c * s->ih * s->iw,
+                           1, s->ih, s->iw, s->ph, s->pw, &g);
+#pragma omp for schedule(static)
+            for (int item = 0; item < items; item++)
+                forward_item(dst + n * dst_stride, images, packed, off, s->ic, s->oc, s, &g,
+                             bias, 0, item / blocks, item % blocks);
         }
     }
 }
@@ -458,11 +494,13 @@ void rn_conv_direct_backward(float *diff_src, float *diff_weights,
             const float *dy = diff_dst + n * dst_stride;
             if (diff_weights) {
                 pad_planes(x_pad, src + n * src_stride, s->ic, s->ih, s->iw, s->ph, s->pw, &g);
+                zero_slack(x_pad, s->ic, &g);
                 transpose_gradient(dyt, dy, s->oc, ocp, positions);
                 weight_gradient_image(dwt, x_pad, dyt, s, &g);
             }
             if (diff_src) {
                 pad_planes(dy_pad, dy, s->oc, s->oh, s->ow, s->ph, s->pw, &g);
+                zero_slack(dy_pad, s->oc, &g);
                 forward_image(diff_src + n * src_stride, dy_pad, packed, off, s->oc, s->ic, s,
                               &g, NULL, !overwrite);
             }

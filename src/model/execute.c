@@ -22,6 +22,7 @@ struct rn_plan {
     unsigned char *skip;
     int32_t **argmax;                 /* per node, max pooling only */
     rn_profile *profile;              /* NULL unless timing layers */
+    int inference;                    /* forward in evaluation mode only */
     float *scratch;
     void *activation_block, *grad_block, *state_block;
     size_t nbytes;
@@ -170,7 +171,81 @@ size_t rn_plan_nbytes(const rn_plan *plan)
     return plan->nbytes;
 }
 
-static rn_status plan_create(const rn_model *m, int mb, int keep_values, rn_plan **out)
+/* Activation memory of a forward-only plan: a value's region is free again
+ * once its last reader has run, so regions are reused in forward order.
+ * Fills value_offset for every value that owns its storage and returns the
+ * floats needed. */
+static size_t plan_inference_activations(const rn_model *m, int mb, const int *storage,
+                                         size_t *value_offset)
+{
+    int nv = m->value_count;
+    int *last_use = calloc(nv, sizeof(int));
+    int *slot_of = calloc(nv, sizeof(int));
+    size_t *slot_numel = calloc(nv, sizeof(size_t));
+    int *slot_busy = calloc(nv, sizeof(int));
+    RN_ASSERT(last_use && slot_of && slot_numel && slot_busy);
+
+    for (int v = 0; v < nv; v++)
+        last_use[v] = -1;
+    for (int i = 0; i < m->node_count; i++) {
+        last_use[storage[m->nodes[i].src]] = i;
+        if (m->nodes[i].src2 >= 0)
+            last_use[storage[m->nodes[i].src2]] = i;
+    }
+    last_use[storage[nv - 1]] = m->node_count; /* the logits outlive the pass */
+
+    int slots = 0;
+    for (int i = 0; i < m->node_count; i++) {
+        int v = m->nodes[i].dst;
+        if (storage[v] == v) {
+            size_t need = value_numel(m, v, mb);
+            int best = -1;
+            for (int k = 0; k < slots; k++)
+                if (!slot_busy[k] && slot_numel[k] >= need &&
+                    (best < 0 || slot_numel[k] < slot_numel[best]))
+                    best = k;
+            if (best < 0) {
+                best = slots++;
+                slot_numel[best] = need;
+            }
+            slot_busy[best] = 1;
+            slot_of[v] = best;
+        }
+        /* Free what this node read for the last time, and an output that
+         * nothing reads. */
+        int done[3] = {storage[m->nodes[i].src],
+                       m->nodes[i].src2 >= 0 ? storage[m->nodes[i].src2] : 0, storage[v]};
+        for (int k = 0; k < 3; k++) {
+            int r = done[k];
+            if (r > 0 && last_use[r] <= i)
+                slot_busy[slot_of[r]] = 0;
+        }
+    }
+    size_t numel = 0;
+    size_t *slot_offset = calloc(slots > 0 ? slots : 1, sizeof(size_t));
+    RN_ASSERT(slot_offset);
+    for (int k = 0; k < slots; k++) {
+        slot_offset[k] = numel;
+        numel += round16(slot_numel[k]);
+    }
+    for (int v = 1; v < nv; v++)
+        if (storage[v] == v)
+            value_offset[v] = slot_offset[slot_of[v]];
+    free(slot_offset);
+    free(last_use);
+    free(slot_of);
+    free(slot_numel);
+    free(slot_busy);
+    return numel;
+}
+
+enum plan_kind {
+    PLAN_TRAINING,
+    PLAN_KEEP_VALUES,
+    PLAN_INFERENCE,
+};
+
+static rn_status plan_create(const rn_model *m, int mb, enum plan_kind kind, rn_plan **out)
 {
     int nv = m->value_count, nn = m->node_count;
     rn_plan *plan = calloc(1, sizeof *plan);
@@ -205,23 +280,29 @@ static rn_status plan_create(const rn_model *m, int mb, int keep_values, rn_plan
         !plan->fused_relu || !plan->skip)
         goto nomem;
 
-    /* Activations: one region per stored value. */
-    if (keep_values) {
+    /* Activations: one region per stored value, or for inference regions
+     * reused once their value is dead. */
+    plan->inference = kind == PLAN_INFERENCE;
+    if (kind == PLAN_KEEP_VALUES) {
         for (int v = 0; v < nv; v++)
             storage[v] = v;
     } else {
         plan_aliases(m, storage, plan->fused_relu, plan->skip);
     }
     size_t activation_numel = 0;
-    for (int v = 1; v < nv; v++) {
-        if (storage[v] != v)
-            continue;
-        value_offset[v] = activation_numel;
-        activation_numel += round16(value_numel(m, v, mb));
+    if (kind == PLAN_INFERENCE) {
+        activation_numel = plan_inference_activations(m, mb, storage, value_offset);
+    } else {
+        for (int v = 1; v < nv; v++) {
+            if (storage[v] != v)
+                continue;
+            value_offset[v] = activation_numel;
+            activation_numel += round16(value_numel(m, v, mb));
+        }
     }
 
-    /* Gradients. */
-    int slots = plan_grad_slots(m, mb, slot_of, slot_numel, slot_busy);
+    /* Gradients, none for inference. */
+    int slots = kind == PLAN_INFERENCE ? 0 : plan_grad_slots(m, mb, slot_of, slot_numel, slot_busy);
     size_t grad_numel = 0;
     for (int s = 0; s < slots; s++) {
         slot_offset[s] = grad_numel;
@@ -293,12 +374,17 @@ done:
 
 rn_status rn_plan_create(const rn_model *m, int mb, rn_plan **out)
 {
-    return plan_create(m, mb, 0, out);
+    return plan_create(m, mb, PLAN_TRAINING, out);
 }
 
 rn_status rn_plan_create_keeping_values(const rn_model *m, int mb, rn_plan **out)
 {
-    return plan_create(m, mb, 1, out);
+    return plan_create(m, mb, PLAN_KEEP_VALUES, out);
+}
+
+rn_status rn_plan_create_inference(const rn_model *m, int mb, rn_plan **out)
+{
+    return plan_create(m, mb, PLAN_INFERENCE, out);
 }
 
 const float *rn_plan_value(const rn_plan *plan, int value)
@@ -326,6 +412,7 @@ const float *rn_model_forward(rn_model *m, rn_plan *plan, const float *images,
 {
     RN_ASSERT(mb >= 1 && mb <= plan->mb);
     RN_ASSERT(plan->threads == rn_threads_get());
+    RN_ASSERT(!train || !plan->inference);
     plan->current_mb = mb;
     plan->value_data[0] = images;
 
@@ -424,6 +511,7 @@ void rn_model_backward(rn_model *m, rn_plan *plan, const float *diff_logits)
     int mb = plan->current_mb;
     int last = m->value_count - 1;
 
+    RN_ASSERT(!plan->inference);
     memset(plan->grad_ready, 0, m->value_count);
     rn_grad_mode mode;
     memcpy(value_grad_for(plan, last, &mode), diff_logits,

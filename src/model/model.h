@@ -169,6 +169,11 @@ const float *rn_plan_value(const rn_plan *plan, int value);
  * the training plan; for measurements of intermediate activations. */
 rn_status rn_plan_create_keeping_values(const rn_model *model, int mb, rn_plan **out);
 
+/* A plan for evaluation-mode forward passes only: no gradients, and an
+ * activation's memory is reused once its last reader has run. Training
+ * passes and rn_model_backward reject it. */
+rn_status rn_plan_create_inference(const rn_model *model, int mb, rn_plan **out);
+
 /* ---------------------------------------------------------------- profile */
 
 /* Layer classes that a profile times separately. */
