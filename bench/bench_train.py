@@ -31,7 +31,9 @@ DEFAULT_CASES = ",".join([
     "resnet56:128:3x32x32:A",
     "d2l-resnet18:256:1x96x96",
     "resnet20:128:1x28x28:A",  # Fashion-MNIST's image shape
+    "resnet18:32:3x224x224",   # torchvision's ResNet-18 on ImageNet-sized images
 ])
+TORCHVISION_RESNETS = {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152"}
 CLASSES = 10  # passed to `resnet bench --classes` too
 
 
@@ -54,8 +56,9 @@ class Case:
                              "input CxHxW, such as 128 and 3x32x32") from None
         if self.batch < 1 or min(self.c, self.h, self.w) < 1:
             raise ValueError(f"invalid case '{spec}': batch and input sizes must be positive")
-        # Only the resnet models have shortcut options; A is resnet.c's default.
-        if self.model.startswith("resnet"):
+        # Only the CIFAR resnetN models have shortcut options, A by default;
+        # torchvision's resnet18 ... resnet152 have their own.
+        if self.model.startswith("resnet") and self.model not in TORCHVISION_RESNETS:
             self.shortcut = fields[3].upper() if len(fields) == 4 else "A"
             if self.shortcut not in ("A", "B", "C"):
                 raise ValueError(f"invalid shortcut '{fields[3]}' in case '{spec}': "
