@@ -256,6 +256,31 @@ TEST(maxpool_ties_and_nan)
     CHECK(argmax[0] == 1);
     CHECK(isnan(dst[1]));
     CHECK(argmax[1] == 7);
+
+    /* Without indices: the same values. */
+    float values[2];
+    rn_maxpool_forward(values, NULL, src, &s);
+    CHECK(values[0] == 5.0f);
+    CHECK(isnan(values[1]));
+}
+
+/* The evaluation path without indices against the indexed one, on a shape
+ * with padding and an odd size. */
+TEST(maxpool_without_indices_matches)
+{
+    rn_pool_shape s = {.mb = 2, .c = 3, .ih = 13, .iw = 11, .kh = 3, .kw = 3, .sh = 2,
+                       .sw = 2, .ph = 1, .pw = 1};
+    rn_pool_shape_infer(&s);
+    size_t n_src = (size_t)s.mb * s.c * s.ih * s.iw, n_dst = (size_t)s.mb * s.c * s.oh * s.ow;
+    float *src = malloc(n_src * sizeof(float));
+    float *with = malloc(n_dst * sizeof(float)), *without = malloc(n_dst * sizeof(float));
+    int32_t *argmax = malloc(n_dst * sizeof(int32_t));
+    for (size_t i = 0; i < n_src; i++)
+        src[i] = (float)((i * 2654435761u) % 101) - 50.0f;
+    rn_maxpool_forward(with, argmax, src, &s);
+    rn_maxpool_forward(without, NULL, src, &s);
+    CHECK(memcmp(with, without, n_dst * sizeof(float)) == 0);
+    free(src), free(with), free(without), free(argmax);
 }
 
 /* ------------------------------------------------------------- batchnorm */

@@ -125,7 +125,8 @@ typedef struct rn_pool_shape {
 void rn_pool_shape_infer(rn_pool_shape *s);
 
 /* Max pooling; padding counts as -infinity, as in PyTorch. argmax (same
- * size as dst) saves the flat index within the input plane for backward. */
+ * size as dst) saves the flat index within the input plane for backward;
+ * NULL skips it, for evaluation, and takes a faster vectorized path. */
 void rn_maxpool_forward(float *dst, int32_t *argmax, const float *src,
                         const rn_pool_shape *s);
 void rn_maxpool_backward(float *diff_src, const float *diff_dst,

@@ -1,4 +1,7 @@
 /* Max pooling and global average pooling over NCHW. */
+#include <math.h>
+
+#include "core/cpu.h"
 #include "layers/layers.h"
 
 void rn_pool_shape_infer(rn_pool_shape *s)
@@ -7,9 +10,54 @@ void rn_pool_shape_infer(rn_pool_shape *s)
     s->ow = (s->iw + 2 * s->pw - s->kw) / s->sw + 1;
 }
 
+/* The larger of a and v, or the NaN when either is one: PyTorch's max
+ * propagates NaN. A select on loaded values, so loops of it vectorize. */
+static inline float max_nan(float a, float v)
+{
+    return v > a || v != v ? v : a;
+}
+
+/* One output plane without indices, for evaluation: every tap of the
+ * window as a pass over the output row, which vectorizes. Padding never
+ * wins, so the taps that fall on it are skipped. */
+RN_CLONES static void maxpool_plane(float *y, const float *x, const rn_pool_shape *s)
+{
+    for (int oy = 0; oy < s->oh; oy++) {
+        float *out = y + (size_t)oy * s->ow;
+        for (int ox = 0; ox < s->ow; ox++)
+            out[ox] = -INFINITY;
+        for (int ki = 0; ki < s->kh; ki++) {
+            int iy = oy * s->sh - s->ph + ki;
+            if (iy < 0 || iy >= s->ih)
+                continue;
+            for (int kj = 0; kj < s->kw; kj++) {
+                int offset = kj - s->pw; /* ix = ox * sw + offset */
+                int begin = offset >= 0 ? 0 : (-offset + s->sw - 1) / s->sw;
+                int end = (s->iw - offset + s->sw - 1) / s->sw;
+                end = end > s->ow ? s->ow : end;
+                const float *in = x + (size_t)iy * s->iw + offset;
+                if (s->sw == 2) {
+                    for (int ox = begin; ox < end; ox++)
+                        out[ox] = max_nan(out[ox], in[2 * ox]);
+                } else {
+                    for (int ox = begin; ox < end; ox++)
+                        out[ox] = max_nan(out[ox], in[ox * s->sw]);
+                }
+            }
+        }
+    }
+}
+
 void rn_maxpool_forward(float *dst, int32_t *argmax, const float *src,
                         const rn_pool_shape *s)
 {
+    if (!argmax) {
+        size_t in_plane = (size_t)s->ih * s->iw, out_plane = (size_t)s->oh * s->ow;
+#pragma omp parallel for schedule(static)
+        for (long plane = 0; plane < (long)s->mb * s->c; plane++)
+            maxpool_plane(dst + plane * out_plane, src + plane * in_plane, s);
+        return;
+    }
     size_t in_plane = (size_t)s->ih * s->iw;
     size_t out_plane = (size_t)s->oh * s->ow;
 

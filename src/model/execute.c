@@ -454,7 +454,8 @@ const float *rn_model_forward(rn_model *m, rn_plan *plan, const float *images,
             break;
         case RN_NODE_MAXPOOL: {
             rn_pool_shape s = pool_shape(m, node, mb);
-            rn_maxpool_forward(dst, plan->argmax[i], src, &s);
+            /* Only the backward pass reads the indices. */
+            rn_maxpool_forward(dst, train ? plan->argmax[i] : NULL, src, &s);
             break;
         }
         case RN_NODE_AVGPOOL:
