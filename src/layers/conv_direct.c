@@ -65,6 +65,10 @@ int rn_conv_direct_applies(const rn_conv_shape *s)
      * 64 to 512 channels, im2col is faster below about 60% useful
      * positions, and the direct path above. */
     int wp = s->iw + 2 * s->pw;
+    /* Tap offsets are ints: refuse padded images of 2^30 floats or more. */
+    size_t planes = (size_t)(s->ic > s->oc ? s->ic : s->oc) * (s->ih + 2 * s->ph) * wp;
+    if (planes >= ((size_t)1 << 30))
+        return 0;
     int blocks = (s->oh * wp + FWD_Q - 1) / FWD_Q;
     return 10 * s->oh * s->ow >= 6 * blocks * FWD_Q;
 #else
