@@ -230,13 +230,14 @@ int cmd_bench(int argc, char **argv)
                rn_shortcut_name(m->config.shortcut), threads, steps, images_per_sec, step_ms,
                peak_mib, gflops, machine_gflops, 100.0 * gflops / machine_gflops);
     } else {
-        printf("%s, batch %d, input %dx%dx%d, %d threads, %d steps\n", cfg.arch, mb, cfg.in_c,
-               cfg.in_h, cfg.in_w, threads, steps);
+        const char *thread_word = threads == 1 ? "thread" : "threads";
+        printf("%s, batch %d, input %dx%dx%d, %d %s, %d steps\n", cfg.arch, mb, cfg.in_c,
+               cfg.in_h, cfg.in_w, threads, thread_word, steps);
         printf("%s: %.1f images/s, %.2f ms per %s, %.1f GFLOP/s\n",
                inference ? "inference" : "training", images_per_sec, step_ms,
                inference ? "batch" : "step", gflops);
-        printf("machine FP32 peak: %.1f GFLOP/s (%s, %d threads); this run reached %.1f%%\n",
-               machine_gflops, isa, threads, 100.0 * gflops / machine_gflops);
+        printf("machine FP32 peak: %.1f GFLOP/s (%s, %d %s); this run reached %.1f%%\n",
+               machine_gflops, isa, threads, thread_word, 100.0 * gflops / machine_gflops);
         printf("peak resident memory: %.1f MiB\n", peak_mib);
         if (profiling)
             print_profile(m, &profile, other, seconds, steps, mb, inference);

@@ -20,6 +20,13 @@ int rn_threads_set(int threads)
 {
     if (threads <= 0)
         threads = omp_get_num_procs();
+    /* Teams must get exactly the threads requested: OpenBLAS's OpenMP build
+     * takes omp_get_max_threads() threads for a GEMM called from a team of
+     * one, and waits forever for threads that OMP_THREAD_LIMIT or dynamic
+     * adjustment withheld. */
+    if (threads > omp_get_thread_limit())
+        threads = omp_get_thread_limit();
+    omp_set_dynamic(0);
     /* OpenBLAS's OpenMP build sets the OpenMP thread count too, so it goes
      * first and ours overrides it. */
     openblas_set_num_threads(1);
