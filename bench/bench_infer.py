@@ -9,6 +9,9 @@ images, with the same thread count:
 - ONNX Runtime: the npm package onnxruntime-node running the same model
   exported by torch.onnx.export, with all graph optimizations.
 
+The PyTorch models come from tools/torch_models.py: torchvision's for the
+ImageNet names, this project's twins for the others.
+
 The engines take turns for --rounds rounds, each run in a child process of
 its own. The table reports each engine's fastest run and peak resident
 memory, and resnet.c's GFLOP/s with its share of the FP32 peak that
@@ -84,7 +87,15 @@ def torch_worker(case, steps, warmup, threads):
     torch.set_num_threads(threads)
     images = torch.randn(case.batch, case.c, case.h, case.w)
     with torch.no_grad():
-        model = torch.jit.freeze(torch.jit.script(build_torch_model(case)))
+        model = build_torch_model(case)
+        try:
+            scripted = torch.jit.script(model)
+        except RuntimeError:
+            # Scripting fails on modules whose forward branches on optional
+            # submodules (the pre-activation blocks); a trace records the
+            # one path this input takes.
+            scripted = torch.jit.trace(model, images)
+        model = torch.jit.freeze(scripted)
         for _ in range(warmup):
             model(images)
         start = time.perf_counter()
@@ -173,7 +184,7 @@ def parse_args(argv):
     if args.warmup < 0:
         parser.error(f"--warmup must be 0 or more, got {args.warmup}")
     try:
-        args.case_list = [Case(spec) for spec in args.cases.split(",") if spec.strip()]
+        args.case_list = [Case(spec.strip()) for spec in args.cases.split(",") if spec.strip()]
     except ValueError as error:
         parser.error(str(error))
     if not args.case_list:

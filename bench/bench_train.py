@@ -354,7 +354,7 @@ def parse_args(argv):
     if args.warmup < 0:
         parser.error(f"--warmup must be 0 or more, got {args.warmup}")
     try:
-        args.case_list = [Case(spec) for spec in args.cases.split(",") if spec.strip()]
+        args.case_list = [Case(spec.strip()) for spec in args.cases.split(",") if spec.strip()]
     except ValueError as error:
         parser.error(str(error))
     if not args.case_list:

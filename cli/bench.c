@@ -19,10 +19,10 @@ static const char BENCH_HELP[] =
     "\n"
     "Time training steps (forward, cross-entropy, backward, SGD with momentum) or,\n"
     "with --mode inference, evaluation-mode forward passes, on random data. Print\n"
-    "images/s, the time per step, achieved GFLOP/s (counting a training step as 3\n"
-    "times the forward multiply-accumulates, 2 FLOPs each), the machine's FP32 peak\n"
-    "measured by a loop of FMAs on the same threads with the share of it reached,\n"
-    "and the process's peak resident memory.\n"
+    "images/s, the time per step (per batch in inference), the achieved GFLOP/s\n"
+    "(a training step counts 3 times the forward multiply-accumulates, 2 FLOPs\n"
+    "each), the machine's FP32 peak measured by a loop of FMAs on the same threads\n"
+    "with the share of it reached, and the process's peak resident memory.\n"
     "\n"
     "  --model NAME       model to time (default resnet20)\n"
     "  -b, --batch-size N images per step (default 128)\n"
@@ -74,27 +74,33 @@ static void print_profile(const rn_model *m, const rn_profile *p, double other,
         macs[rn_node_profile_class(m, i)] += rn_node_macs(m, i);
 
     printf("\nper step, %d steps:\n", steps);
-    printf("%-20s %10s %10s %7s %10s %10s\n", "layers", "fwd ms", "bwd ms", "share",
-           "fwd GFLOP/s", "bwd GFLOP/s");
+    if (inference)
+        printf("%-20s %10s %7s %12s\n", "layers", "ms", "share", "GFLOP/s");
+    else
+        printf("%-20s %10s %10s %7s %12s %12s\n", "layers", "fwd ms", "bwd ms", "share",
+               "fwd GFLOP/s", "bwd GFLOP/s");
     double accounted = 0.0;
     for (int c = 0; c < RN_PROFILE_CLASSES; c++) {
         double fwd = p->forward[c] / steps, bwd = p->backward[c] / steps;
         accounted += fwd + bwd;
         if (fwd + bwd == 0.0)
             continue;
-        printf("%-20s %10.2f %10.2f %6.1f%%", rn_profile_class_name(c), 1e3 * fwd, 1e3 * bwd,
-               100.0 * (fwd + bwd) * steps / seconds);
+        printf("%-20s %10.2f", rn_profile_class_name(c), 1e3 * fwd);
+        if (!inference)
+            printf(" %10.2f", 1e3 * bwd);
+        printf(" %6.1f%%", 100.0 * (fwd + bwd) * steps / seconds);
         if (macs[c] > 0 && fwd > 0.0)
-            printf(" %10.1f", 2e-9 * macs[c] * mb / fwd);
+            printf(" %12.1f", 2e-9 * macs[c] * mb / fwd);
         if (macs[c] > 0 && bwd > 0.0)
-            printf(" %10.1f", 4e-9 * macs[c] * mb / bwd);
+            printf(" %12.1f", 4e-9 * macs[c] * mb / bwd);
         printf("\n");
     }
     double rest = seconds / steps - accounted - other / steps;
     if (!inference)
         printf("%-20s %21.2f %6.1f%%\n", "loss, zero grad, SGD", 1e3 * other / steps,
                100.0 * other / seconds);
-    printf("%-20s %21.2f %6.1f%%\n", "between layers", 1e3 * rest, 100.0 * rest * steps / seconds);
+    printf("%-20s %*.2f %6.1f%%\n", "between layers", inference ? 10 : 21, 1e3 * rest,
+           100.0 * rest * steps / seconds);
 }
 
 int cmd_bench(int argc, char **argv)
@@ -174,7 +180,10 @@ int cmd_bench(int argc, char **argv)
     float *images = rn_alloc_aligned(numel * sizeof(float));
     float *diff_logits = rn_alloc_aligned((size_t)mb * cfg.classes * sizeof(float));
     int32_t *labels = calloc(mb, sizeof(int32_t));
-    if (!rn_sgd_init(&sgd, &sgd_cfg, m->param_numel) || !images || !diff_logits || !labels) {
+    /* Inference needs no optimizer state: its memory would count in the peak. */
+    int sgd_ok = inference ? (memset(&sgd, 0, sizeof sgd), 1)
+                           : rn_sgd_init(&sgd, &sgd_cfg, m->param_numel);
+    if (!sgd_ok || !images || !diff_logits || !labels) {
         fprintf(stderr, "resnet bench: error: out of memory\n");
         return RN_EXIT_FAILURE;
     }

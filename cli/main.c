@@ -16,7 +16,7 @@ static void print_usage(FILE *out)
             "  eval        evaluate a weights file on the test set\n"
             "  predict     classify PNG and JPEG images with a weights file\n"
             "  info        print a model's layers, parameters and multiply-accumulates\n"
-            "  bench       measure training throughput and peak memory\n"
+            "  bench       measure training or inference throughput, share of peak, memory\n"
             "  experiment  run an experiment on residual learning and plot it\n"
             "\n"
             "Run 'resnet COMMAND --help' for the options of a command.\n");

@@ -325,6 +325,8 @@ def build(name, in_channels=3, classes=10, shortcut="A"):
             depth = int(name[len(prefix):])
             if prefix == "plain":
                 block_shortcut = None
+            elif shortcut is None:
+                block_shortcut = "A"  # the CIFAR networks' own, as in resnet.c
             elif shortcut.upper() in SHORTCUTS:
                 block_shortcut = shortcut.upper()
             else:

@@ -91,7 +91,7 @@ static size_t thread_scratch_numel(const rn_conv_shape *s, int threads)
 size_t rn_conv2d_scratch_numel(const rn_conv_shape *s, int threads)
 {
     size_t im2col_numel = thread_scratch_numel(s, threads) * (size_t)threads;
-    size_t direct_numel = rn_conv_direct_applies(s) ? rn_conv_direct_scratch_numel(s, threads) : 0;
+    size_t direct_numel = rn_conv_direct_scratch_numel(s, threads); /* 0 if never direct */
     return im2col_numel > direct_numel ? im2col_numel : direct_numel;
 }
 

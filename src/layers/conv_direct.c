@@ -52,29 +52,37 @@ int rn_conv_direct_set_enabled(int on)
     return was;
 }
 
-int rn_conv_direct_applies(const rn_conv_shape *s)
+/* Whether the CPU and the shape suit the direct path, whatever the
+ * setting: scratch sizes use this, so that turning the path on later never
+ * finds the scratch too small. */
+static int suits(const rn_conv_shape *s)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (!enabled() || !__builtin_cpu_supports("avx512f"))
+    if (!__builtin_cpu_supports("avx512f"))
         return 0;
     if (s->groups > 1 || s->sh != 1 || s->sw != 1 || s->kh != 2 * s->ph + 1 ||
         s->kw != 2 * s->pw + 1 || s->kh * s->kw == 1)
         return 0;
-    /* Small planes waste most of a block on padding columns and the block
-     * tail: at 7x7 half of it, at 3x3 four fifths. Measured at 3x3 with
-     * 64 to 512 channels, im2col is faster below about 60% useful
-     * positions, and the direct path above. */
     int wp = s->iw + 2 * s->pw;
     /* Tap offsets are ints: refuse padded images of 2^30 floats or more. */
     size_t planes = (size_t)(s->ic > s->oc ? s->ic : s->oc) * (s->ih + 2 * s->ph) * wp;
     if (planes >= ((size_t)1 << 30))
         return 0;
+    /* Small planes waste most of a block on padding columns and the block
+     * tail: at 7x7 half of it, at 3x3 four fifths. Measured at 3x3 with
+     * 64 to 512 channels, im2col is faster below about 60% useful
+     * positions, and the direct path above. */
     int blocks = (s->oh * wp + FWD_Q - 1) / FWD_Q;
     return 10 * s->oh * s->ow >= 6 * blocks * FWD_Q;
 #else
     (void)s;
     return 0;
 #endif
+}
+
+int rn_conv_direct_applies(const rn_conv_shape *s)
+{
+    return enabled() && suits(s);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -434,6 +442,8 @@ static backward_scratch backward_sizes(const rn_conv_shape *s, const geometry *g
 
 size_t rn_conv_direct_scratch_numel(const rn_conv_shape *s, int threads)
 {
+    if (!suits(s))
+        return 0;
     geometry g = geometry_of(s);
     backward_scratch b = backward_sizes(s, &g);
     size_t fwd = padded_numel(&g, s->ic);

@@ -16,6 +16,8 @@ int rn_conv_direct_applies(const rn_conv_shape *s);
  * start-up. */
 int rn_conv_direct_set_enabled(int enabled);
 
+/* Floats of scratch the direct path needs for this shape, whether it is
+ * turned on or not; 0 where it never applies. */
 size_t rn_conv_direct_scratch_numel(const rn_conv_shape *s, int threads);
 
 void rn_conv_direct_forward(float *dst, const float *src, const float *weights,
