@@ -21,8 +21,8 @@ memory, and resnet.c's GFLOP/s with its share of the FP32 peak that
 
 Needs Debian's python3-torch and python3-torchvision, a built ./build/resnet
 (`make`), and for the ONNX Runtime column `npm install --ignore-scripts` in
-bench/ (the package's install script downloads GPU libraries; the CPU
-library ships in the package itself).
+bench/. The flag matters because the package's install script downloads
+GPU libraries, while the CPU library ships in the package itself.
 """
 
 import argparse

@@ -251,7 +251,8 @@ TEST(maxpool_ties_and_nan)
     float dst[2];
     int32_t argmax[2];
     rn_maxpool_forward(dst, argmax, src, &s);
-    CHECK(s.oh == 1 && s.ow == 2);
+    CHECK(s.oh == 1);
+    CHECK(s.ow == 2);
     CHECK(dst[0] == 5.0f);
     CHECK(argmax[0] == 1);
     CHECK(isnan(dst[1]));

@@ -2,7 +2,7 @@
  * (conv_direct.c) does not take.
  *
  * Images are processed in chunks of nb, one chunk per OpenMP thread at a
- * time. For a chunk, col (K, nb * ohw) holds the im2col copies of its images
+ * time. For a chunk, col (K, nb * ohw) contains the im2col copies of its images
  * side by side, with K = ic * kh * kw, and one product
  * weights (oc, K) x col gives the outputs of all nb images. Small images
  * share a GEMM this way: a 3x3 output plane alone would give the GEMM 9
@@ -208,7 +208,7 @@ static void add_bias(float *dst_n, const float *bias, int oc, int ohw)
 
 /* Fewer images than threads, as in inference on one image: for each image
  * the threads split im2col by channels and the product by columns. The
- * column buffer of one image fits the scratch, which holds one per thread. */
+ * column buffer of one image fits the scratch, which has room for one per thread. */
 static void forward_shared(float *dst, const float *src, const float *weights,
                            const float *bias, const rn_conv_shape *s, float *scratch)
 {

@@ -344,7 +344,7 @@ void rn_conv_direct_forward(float *dst, const float *src, const float *weights,
 
 /* Weight gradient, transposed: dwt[k][o] += sum over positions p of
  * x[tap k at p] * dyt[p][o], where dyt is the output gradient transposed to
- * (oh * ow, ocp) so that a vector holds 16 output channels. For a 3x3 kernel
+ * (oh * ow, ocp) so that a vector contains 16 output channels. For a 3x3 kernel
  * a block is the 9 taps of one input channel and ov vectors of output
  * channels: 9 * ov accumulators, each position costing ov vector loads and
  * 9 broadcasts. x points at the channel's padded plane. */

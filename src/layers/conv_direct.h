@@ -11,7 +11,7 @@
 int rn_conv_direct_applies(const rn_conv_shape *s);
 
 /* Turn the direct path off (0) or back on (1) for this process, so that
- * tests and benchmarks can compare it with im2col; returns the previous
+ * tests and benchmarks can compare it with im2col. Returns the previous
  * setting. The environment variable RESNET_CONV=im2col turns it off at
  * start-up. */
 int rn_conv_direct_set_enabled(int enabled);
