@@ -7,6 +7,7 @@
 #include "gradcheck.h"
 #include "kernels/gemm.h"
 #include "layers/conv_direct.h"
+#include "layers/conv_winograd.h"
 #include "layers/layers.h"
 #include "reference.h"
 #include "test.h"
@@ -92,6 +93,17 @@ TEST(conv2d_3x3_stride2_no_bias)
                                .kh = 3, .kw = 3, .sh = 2, .sw = 2, .ph = 1, .pw = 1}, 0);
 }
 
+TEST(conv2d_3x3_winograd_even_planes)
+{
+    /* 9 output channels and 3 input channels leave remainders in the
+     * Winograd register blocks; one image makes the threads share its tile
+     * blocks. */
+    check_conv((rn_conv_shape){.mb = 2, .ic = 3, .ih = 8, .iw = 10, .oc = 9,
+                               .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1}, 1);
+    check_conv((rn_conv_shape){.mb = 1, .ic = 3, .ih = 8, .iw = 8, .oc = 5,
+                               .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1}, 0);
+}
+
 TEST(conv2d_one_image_shared_by_threads)
 {
     check_conv((rn_conv_shape){.mb = 1, .ic = 3, .ih = 9, .iw = 8, .oc = 5,
@@ -151,15 +163,19 @@ struct conv_run {
     float *dst, *d_src, *d_src_acc, *d_w, *d_b;
 };
 
+/* Convolution paths: im2col and GEMM, the direct kernel, Winograd. */
+enum { PATH_IM2COL, PATH_DIRECT, PATH_WINOGRAD };
+
 static struct conv_run conv_run(const rn_conv_shape *s, const float *src, const float *w,
-                                const float *b, const float *up, int direct)
+                                const float *b, const float *up, int path)
 {
     size_t n_src = (size_t)s->mb * s->ic * s->ih * s->iw;
     size_t n_w = (size_t)s->oc * s->ic * s->kh * s->kw;
     size_t n_dst = (size_t)s->mb * s->oc * s->oh * s->ow;
     struct conv_run r = {malloc(n_dst * 4), malloc(n_src * 4), malloc(n_src * 4),
                          malloc(n_w * 4), malloc(s->oc * 4)};
-    int was = rn_conv_direct_set_enabled(direct);
+    int was = rn_conv_direct_set_enabled(path != PATH_IM2COL);
+    int was_winograd = rn_winograd_set_enabled(path == PATH_WINOGRAD);
     float *scratch = rn_alloc_aligned(4 * rn_conv2d_scratch_numel(s, rn_threads_get()));
     for (size_t i = 0; i < n_src; i++)
         r.d_src_acc[i] = 0.25f * (float)(i % 7);
@@ -171,10 +187,12 @@ static struct conv_run conv_run(const rn_conv_shape *s, const float *src, const 
     rn_conv2d_backward(r.d_src_acc, NULL, NULL, up, src, w, s, scratch, RN_GRAD_ACCUMULATE);
     rn_free_aligned(scratch);
     rn_conv_direct_set_enabled(was);
+    rn_winograd_set_enabled(was_winograd);
     return r;
 }
 
-static void check_same(const char *what, const float *a, const float *b, size_t n)
+static void check_same(const char *path, const char *what, const float *a, const float *b,
+                       size_t n)
 {
     double max_ref = 0.0, max_err = 0.0;
     size_t worst = 0;
@@ -187,14 +205,15 @@ static void check_same(const char *what, const float *a, const float *b, size_t 
             worst = i;
         }
     }
-    CHECK_MSG(max_err <= 1e-5 * max_ref, "%s: element %zu is %.9g by the direct path, %.9g by im2col",
-              what, worst, a[worst], b[worst]);
+    CHECK_MSG(max_err <= 1e-5 * max_ref, "%s: element %zu is %.9g by the %s path, %.9g by im2col",
+              what, worst, a[worst], path, b[worst]);
 }
 
-/* The direct path against im2col and GEMM on shapes that exercise the
- * image chunks of the backward pass and every block remainder. On a CPU
- * without AVX-512 both runs take im2col and the test checks nothing. */
-TEST(conv2d_direct_matches_im2col)
+/* The direct and Winograd paths against im2col and GEMM on shapes that
+ * exercise the image chunks of the backward pass and every block remainder.
+ * On a CPU without AVX-512 every run takes im2col and the test checks
+ * nothing. */
+TEST(conv2d_fast_paths_match_im2col)
 {
     rn_conv_shape shapes[] = {
         {.mb = 5, .ic = 3, .ih = 9, .iw = 7, .oc = 10, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
@@ -205,6 +224,21 @@ TEST(conv2d_direct_matches_im2col)
          .ph = 2, .pw = 2},
         {.mb = 2, .ic = 5, .ih = 1, .iw = 3, .oc = 3, .kh = 3, .kw = 1, .sh = 1, .sw = 1,
          .ph = 1, .pw = 0},
+        /* Winograd's even planes: one, two and three vectors of tiles per
+         * block, tile rows of 3, 6 and 12, channels that are not multiples
+         * of the register blocks. */
+        {.mb = 3, .ic = 64, .ih = 24, .iw = 24, .oc = 64, .kh = 3, .kw = 3, .sh = 1,
+         .sw = 1, .ph = 1, .pw = 1},
+        {.mb = 2, .ic = 128, .ih = 12, .iw = 12, .oc = 128, .kh = 3, .kw = 3, .sh = 1,
+         .sw = 1, .ph = 1, .pw = 1},
+        {.mb = 2, .ic = 256, .ih = 6, .iw = 6, .oc = 256, .kh = 3, .kw = 3, .sh = 1,
+         .sw = 1, .ph = 1, .pw = 1},
+        {.mb = 8, .ic = 64, .ih = 16, .iw = 16, .oc = 64, .kh = 3, .kw = 3, .sh = 1,
+         .sw = 1, .ph = 1, .pw = 1},
+        {.mb = 8, .ic = 128, .ih = 8, .iw = 8, .oc = 128, .kh = 3, .kw = 3, .sh = 1,
+         .sw = 1, .ph = 1, .pw = 1},
+        {.mb = 3, .ic = 5, .ih = 10, .iw = 14, .oc = 21, .kh = 3, .kw = 3, .sh = 1,
+         .sw = 1, .ph = 1, .pw = 1},
         /* One image: the threads share its blocks. */
         {.mb = 1, .ic = 16, .ih = 20, .iw = 20, .oc = 24, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
          .ph = 1, .pw = 1},
@@ -225,15 +259,20 @@ TEST(conv2d_direct_matches_im2col)
                 state = state * 1664525u + 1013904223u;
                 fill[t][i] = (float)(state >> 8) / (float)(1u << 24) * 2.0f - 1.0f;
             }
-        struct conv_run d = conv_run(&s, src, w, b, up, 1);
-        struct conv_run r = conv_run(&s, src, w, b, up, 0);
-        check_same("dst", d.dst, r.dst, n_dst);
-        check_same("diff_src", d.d_src, r.d_src, n_src);
-        check_same("diff_src (accumulated)", d.d_src_acc, r.d_src_acc, n_src);
-        check_same("diff_weights", d.d_w, r.d_w, n_w);
-        check_same("diff_bias", d.d_b, r.d_b, s.oc);
-        float *bufs[] = {src, w, b, up, d.dst, d.d_src, d.d_src_acc, d.d_w, d.d_b,
-                         r.dst, r.d_src, r.d_src_acc, r.d_w, r.d_b};
+        struct conv_run r = conv_run(&s, src, w, b, up, PATH_IM2COL);
+        for (int path = PATH_DIRECT; path <= PATH_WINOGRAD; path++) {
+            const char *name = path == PATH_DIRECT ? "direct" : "Winograd";
+            struct conv_run d = conv_run(&s, src, w, b, up, path);
+            check_same(name, "dst", d.dst, r.dst, n_dst);
+            check_same(name, "diff_src", d.d_src, r.d_src, n_src);
+            check_same(name, "diff_src (accumulated)", d.d_src_acc, r.d_src_acc, n_src);
+            check_same(name, "diff_weights", d.d_w, r.d_w, n_w);
+            check_same(name, "diff_bias", d.d_b, r.d_b, s.oc);
+            float *outputs[] = {d.dst, d.d_src, d.d_src_acc, d.d_w, d.d_b};
+            for (size_t i = 0; i < sizeof outputs / sizeof outputs[0]; i++)
+                free(outputs[i]);
+        }
+        float *bufs[] = {src, w, b, up, r.dst, r.d_src, r.d_src_acc, r.d_w, r.d_b};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
             free(bufs[i]);
     }

@@ -15,8 +15,8 @@ that eval mode is not an identity), and records in one safetensors file:
                 momentum 0.9, weight decay 5e-4, Nesterov) on the same batch
   error/NAME    for each float tensor NAME above, the largest |difference|
                 between a float32 result of PyTorch and the reference, over
-                FLOAT32_RUNS runs whose weights differ by about one rounding
-                (relative 2^-23) from the initial state (0-d)
+                FLOAT32_RUNS runs whose weights differ by a few roundings
+                (relative 2^-20) from the initial state (0-d)
 
 The reference values are computed in float64 from the same float32 initial
 state and input, then stored as float32. PyTorch's own float32 error shows
@@ -24,8 +24,18 @@ the test how well-conditioned each tensor is. Gradients of deep networks
 with BatchNorm in training mode amplify rounding, and a pre-activation that
 rounds to the other side of zero switches a ReLU. So float32 cannot match
 some of them closely. Which ReLUs switch depends on the rounding, so the
-error is the worst of several runs with slightly perturbed weights. The metadata gives the architecture and the optimizer
-settings. Run with Debian's PyTorch:
+error is the worst of several runs with slightly perturbed weights.
+
+The perturbation models a different order of summation. Another
+convolution algorithm (im2col and GEMM, direct, Winograd) rounds each output
+differently, by a few units in the last place. One rounding (2^-23) over
+4 runs is too small: in the d2l-resnet18 case no such run switches a ReLU,
+while adding 1e-6 to resnet.c's convolution outputs does and moves the first
+layer's gradient 30 times past the tolerance. At 2^-20 over 12 runs
+PyTorch's own float32 error there is 10 times resnet.c's.
+
+The metadata gives the architecture and the optimizer settings. Run with
+Debian's PyTorch:
 
   /usr/bin/python3 tools/make_fixtures.py build/fixtures
 """
@@ -60,7 +70,8 @@ SEED = 20261204
 SGD = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "nesterov": True}
 LABEL_SMOOTHING = 0.1
 STEPS = 3
-FLOAT32_RUNS = 4
+FLOAT32_RUNS = 12
+PERTURBATION = 2.0**-20
 
 
 def randomize_batchnorm(model, generator):
@@ -125,7 +136,7 @@ def make_case(name, arch, shape, batch, shortcut):
             noise = torch.Generator().manual_seed(k)
             with torch.no_grad():
                 for p in perturbed.parameters():
-                    p.mul_(1 + (torch.rand(p.shape, generator=noise) * 2 - 1) * 2.0**-23)
+                    p.mul_(1 + (torch.rand(p.shape, generator=noise) * 2 - 1) * PERTURBATION)
         single = run(perturbed, x, y)
         for key, value in reference.items():
             if value.is_floating_point():

@@ -22,11 +22,13 @@
  * weights 9 taps x 32 channels (18 accumulators). */
 #include <immintrin.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/status.h"
 #include "layers/conv_direct.h"
+#include "layers/conv_winograd.h"
 
 enum {
     FWD_OC = 8,  /* output channels per forward block */
@@ -41,6 +43,10 @@ static int enabled(void)
     if (!setting) {
         const char *env = getenv("RESNET_CONV");
         setting = env && strcmp(env, "im2col") == 0 ? 2 : 1;
+        if (env && strcmp(env, "im2col") != 0 && strcmp(env, "direct") != 0 &&
+            strcmp(env, "winograd") != 0 && env[0])
+            fprintf(stderr, "resnet: ignoring RESNET_CONV=%s (expected im2col, direct or "
+                            "winograd)\n", env);
     }
     return setting == 1;
 }
@@ -134,7 +140,16 @@ static size_t packed_numel(const rn_conv_shape *s)
     size_t fwd = (size_t)blocks_of(s->oc, FWD_OC) * FWD_OC * s->ic * taps;
     size_t bwd = (size_t)blocks_of(s->ic, FWD_OC) * FWD_OC * s->oc * taps;
     size_t k_max = (size_t)(s->ic > s->oc ? s->ic : s->oc) * taps;
-    return round16(fwd > bwd ? fwd : bwd) + round16(k_max);
+    size_t weights = fwd > bwd ? fwd : bwd;
+    if (rn_winograd_suits(s)) {
+        size_t wf = rn_winograd_weights_numel(s->oc, s->ic);
+        size_t wb = rn_winograd_weights_numel(s->ic, s->oc);
+        if (wf > weights)
+            weights = wf;
+        if (wb > weights)
+            weights = wb;
+    }
+    return round16(weights) + round16(k_max);
 }
 
 /* The tap offsets live after the packed weights. */
@@ -268,76 +283,125 @@ static void pack_weights(float *packed, int *off, const float *weights,
                 off[(c * s->kh + ki) * s->kw + kj] = (int)(c * g->plane) + ki * g->wp + kj;
 }
 
-/* dst (cout, oh, ow) of one image from its padded input. */
-/* One block of an image: channels [b * FWD_OC, ...) at positions from
- * qb * FWD_Q. */
-static void forward_item(float *dst, const float *padded, const float *packed,
-                         const int *off, int cin, int cout, const rn_conv_shape *s,
-                         const geometry *g, const float *bias, int accumulate, int qb, int b)
+/* What a forward pass runs: weights packed for forward_block with their
+ * tap offsets, or transformed for Winograd (wino set). */
+typedef struct pass {
+    const float *weights;
+    const int *off;
+    int cin, cout, wino;
+} pass;
+
+static rn_wino_planes planes_of(const rn_conv_shape *s, const geometry *g)
 {
-    int taps = cin * s->kh * s->kw;
+    rn_wino_planes p = {g->plane, g->wp, s->oh, s->ow};
+    return p;
+}
+
+/* Work items of one image: Winograd tile blocks, or direct blocks of
+ * FWD_OC channels x FWD_Q positions. */
+static int items_of(const pass *ps, const rn_conv_shape *s, const geometry *g)
+{
+    if (ps->wino) {
+        rn_wino_planes p = planes_of(s, g);
+        return rn_winograd_blocks(&p);
+    }
+    return g->q_blocks * blocks_of(ps->cout, FWD_OC);
+}
+
+/* One work item of an image's output dst (cout, oh, ow); work is the
+ * thread's Winograd scratch. */
+static void forward_item(float *dst, const float *padded, const pass *ps,
+                         const rn_conv_shape *s, const geometry *g, const float *bias,
+                         int accumulate, int item, float *work)
+{
+    if (ps->wino) {
+        rn_wino_planes p = planes_of(s, g);
+        rn_winograd_block(dst, padded, ps->weights, ps->cin, ps->cout, &p, bias, accumulate,
+                          item, work);
+        return;
+    }
+    int blocks = blocks_of(ps->cout, FWD_OC);
+    int qb = item / blocks, b = item % blocks;
+    int taps = ps->cin * s->kh * s->kw;
     int q0 = qb * FWD_Q;
-    int rows = cout - b * FWD_OC < FWD_OC ? cout - b * FWD_OC : FWD_OC;
+    int rows = ps->cout - b * FWD_OC < FWD_OC ? ps->cout - b * FWD_OC : FWD_OC;
     float tile[FWD_OC * FWD_Q] __attribute__((aligned(64)));
-    forward_block(tile, packed + (size_t)b * taps * FWD_OC, padded + q0, off, taps);
+    forward_block(tile, ps->weights + (size_t)b * taps * FWD_OC, padded + q0, ps->off, taps);
     store_tile(dst, tile, b * FWD_OC, rows, q0, g, s->oh, s->ow, bias, accumulate);
 }
 
-static void forward_image(float *dst, const float *padded, const float *packed,
-                          const int *off, int cin, int cout, const rn_conv_shape *s,
-                          const geometry *g, const float *bias, int accumulate)
+static void forward_image(float *dst, const float *padded, const pass *ps,
+                          const rn_conv_shape *s, const geometry *g, const float *bias,
+                          int accumulate, float *work)
 {
-    int blocks = blocks_of(cout, FWD_OC);
-    for (int qb = 0; qb < g->q_blocks; qb++)
-        for (int b = 0; b < blocks; b++)
-            forward_item(dst, padded, packed, off, cin, cout, s, g, bias, accumulate, qb, b);
+    int items = items_of(ps, s, g);
+    for (int item = 0; item < items; item++)
+        forward_item(dst, padded, ps, s, g, bias, accumulate, item, work);
+}
+
+/* Pack or transform the weights of a forward pass (flip: backward data). */
+static pass prepare(float *scratch, const float *weights, const rn_conv_shape *s,
+                    const geometry *g, int flip)
+{
+    pass ps = {scratch, offsets_of(scratch, s), flip ? s->oc : s->ic, flip ? s->ic : s->oc,
+               rn_winograd_enabled() && rn_winograd_suits(s)};
+    if (ps.wino)
+        rn_winograd_transform_weights(scratch, weights, ps.cout, ps.cin, flip);
+    else
+        pack_weights(scratch, offsets_of(scratch, s), weights, s, g, flip);
+    return ps;
+}
+
+/* Per-thread scratch of the forward pass: a padded image, then Winograd's
+ * work area. */
+static size_t forward_work_numel(const rn_conv_shape *s)
+{
+    return rn_winograd_suits(s) ? rn_winograd_block_numel(s->ic) : 0;
 }
 
 void rn_conv_direct_forward(float *dst, const float *src, const float *weights,
                             const float *bias, const rn_conv_shape *s, float *scratch)
 {
     geometry g = geometry_of(s);
-    float *packed = scratch;
-    int *off = offsets_of(scratch, s);
     float *images = scratch + packed_numel(s);
     size_t per_image = padded_numel(&g, s->ic);
+    size_t per_thread = per_image + forward_work_numel(s);
     size_t src_stride = (size_t)s->ic * s->ih * s->iw;
     size_t dst_stride = (size_t)s->oc * s->oh * s->ow;
 
-    pack_weights(packed, off, weights, s, &g, 0);
+    pass ps = prepare(scratch, weights, s, &g, 0);
     int threads = omp_get_max_threads();
     if (s->mb >= threads) {
         /* A thread per image. */
 #pragma omp parallel
         {
-            float *padded = images + per_image * omp_get_thread_num();
+            float *padded = images + per_thread * omp_get_thread_num();
             zero_slack(padded, s->ic, &g);
 #pragma omp for schedule(static)
             for (int n = 0; n < s->mb; n++) {
                 pad_planes(padded, src + n * src_stride, s->ic, s->ih, s->iw, s->ph, s->pw,
                            &g);
-                forward_image(dst + n * dst_stride, padded, packed, off, s->ic, s->oc, s,
-                              &g, bias, 0);
+                forward_image(dst + n * dst_stride, padded, &ps, s, &g, bias, 0,
+                              padded + per_image);
             }
         }
         return;
     }
     /* Fewer images than threads, as in inference on one image: the threads
-     * share each image's blocks. */
-    int blocks = blocks_of(s->oc, FWD_OC);
-    int items = g.q_blocks * blocks;
+     * share each image's items, the image padded in thread 0's area. */
+    int items = items_of(&ps, s, &g);
     zero_slack(images, s->ic, &g);
     for (int n = 0; n < s->mb; n++) {
 #pragma omp parallel
         {
+            float *work = images + per_thread * omp_get_thread_num() + per_image;
 #pragma omp for schedule(static)
             for (int c = 0; c < s->ic; c++)
                 pad_planes(images + c * g.plane, src + n * src_stride + (size_t)c * s->ih * s->iw,
                            1, s->ih, s->iw, s->ph, s->pw, &g);
 #pragma omp for schedule(static)
             for (int item = 0; item < items; item++)
-                forward_item(dst + n * dst_stride, images, packed, off, s->ic, s->oc, s, &g,
-                             bias, 0, item / blocks, item % blocks);
+                forward_item(dst + n * dst_stride, images, &ps, s, &g, bias, 0, item, work);
         }
     }
 }
@@ -426,7 +490,7 @@ __attribute__((target("avx512f"))) static void transpose_gradient(float *dyt, co
 
 /* Per-thread scratch of the backward pass. */
 typedef struct backward_scratch {
-    size_t x_pad, dy_pad, dyt, dwt; /* floats of each */
+    size_t x_pad, dy_pad, dyt, dwt, work; /* floats of each */
 } backward_scratch;
 
 static backward_scratch backward_sizes(const rn_conv_shape *s, const geometry *g)
@@ -437,6 +501,17 @@ static backward_scratch backward_sizes(const rn_conv_shape *s, const geometry *g
     b.dy_pad = padded_numel(g, s->oc);
     b.dyt = round16((size_t)s->oh * s->ow * ocp);
     b.dwt = round16((size_t)s->ic * s->kh * s->kw * ocp);
+    b.work = 0;
+    if (rn_winograd_suits(s)) {
+        /* Winograd's gradient accumulators take dwt's place; its work
+         * area serves both directions. */
+        size_t acc = round16(rn_winograd_grad_numel(s->ic, s->oc));
+        size_t data = rn_winograd_block_numel(s->oc);
+        size_t grad = rn_winograd_grad_block_numel(s->ic, s->oc);
+        if (acc > b.dwt)
+            b.dwt = acc;
+        b.work = round16(data > grad ? data : grad);
+    }
     return b;
 }
 
@@ -446,8 +521,8 @@ size_t rn_conv_direct_scratch_numel(const rn_conv_shape *s, int threads)
         return 0;
     geometry g = geometry_of(s);
     backward_scratch b = backward_sizes(s, &g);
-    size_t fwd = padded_numel(&g, s->ic);
-    size_t bwd = b.x_pad + b.dy_pad + b.dyt + b.dwt;
+    size_t fwd = padded_numel(&g, s->ic) + forward_work_numel(s);
+    size_t bwd = b.x_pad + b.dy_pad + b.dyt + b.dwt + b.work;
     return packed_numel(s) + (size_t)threads * (fwd > bwd ? fwd : bwd);
 }
 
@@ -483,26 +558,33 @@ void rn_conv_direct_backward(float *diff_src, float *diff_weights,
     geometry g = geometry_of(s);
     backward_scratch sizes = backward_sizes(s, &g);
     size_t per_thread = rn_conv_direct_scratch_numel(s, 1) - packed_numel(s);
+    size_t dwt_offset = sizes.x_pad + sizes.dy_pad + sizes.dyt;
     int ocp = (s->oc + 15) & ~15;
     int k = s->ic * s->kh * s->kw;
     int positions = s->oh * s->ow;
-    float *packed = scratch;
-    int *off = offsets_of(scratch, s);
+    int wino = rn_winograd_enabled() && rn_winograd_suits(s);
+    rn_wino_planes planes = planes_of(s, &g);
     float *threads_base = scratch + packed_numel(s);
     size_t src_stride = (size_t)s->ic * s->ih * s->iw;
     size_t dst_stride = (size_t)s->oc * positions;
+    int team = 1;
 
+    pass ps = {0};
     if (diff_src)
-        pack_weights(packed, off, weights, s, &g, 1);
+        ps = prepare(scratch, weights, s, &g, 1);
 
 #pragma omp parallel
     {
         float *x_pad = threads_base + per_thread * omp_get_thread_num();
         float *dy_pad = x_pad + sizes.x_pad;
         float *dyt = dy_pad + sizes.dy_pad;
-        float *dwt = dyt + sizes.dyt;
+        float *dwt = x_pad + dwt_offset;
+        float *work = dwt + sizes.dwt;
         if (diff_weights)
-            memset(dwt, 0, sizeof(float) * k * ocp);
+            memset(dwt, 0, sizeof(float) *
+                               (wino ? rn_winograd_grad_numel(s->ic, s->oc) : (size_t)k * ocp));
+#pragma omp single
+        team = omp_get_num_threads();
 #pragma omp for schedule(static)
         for (int n = 0; n < s->mb; n++) {
             const float *dy = diff_dst + n * dst_stride;
@@ -510,29 +592,34 @@ void rn_conv_direct_backward(float *diff_src, float *diff_weights,
                 pad_planes(x_pad, src + n * src_stride, s->ic, s->ih, s->iw, s->ph, s->pw, &g);
                 zero_slack(x_pad, s->ic, &g);
                 transpose_gradient(dyt, dy, s->oc, ocp, positions);
-                weight_gradient_image(dwt, x_pad, dyt, s, &g);
+                if (wino)
+                    rn_winograd_grad_image(dwt, x_pad, dyt, s->ic, s->oc, &planes, work);
+                else
+                    weight_gradient_image(dwt, x_pad, dyt, s, &g);
             }
             if (diff_src) {
                 pad_planes(dy_pad, dy, s->oc, s->oh, s->ow, s->ph, s->pw, &g);
                 zero_slack(dy_pad, s->oc, &g);
-                forward_image(diff_src + n * src_stride, dy_pad, packed, off, s->oc, s->ic, s,
-                              &g, NULL, !overwrite);
+                forward_image(diff_src + n * src_stride, dy_pad, &ps, s, &g, NULL, !overwrite,
+                              work);
             }
         }
         /* Sum the threads' transposed gradients, each thread a slice. */
-        if (diff_weights) {
+        if (diff_weights && !wino) {
             int nthreads = omp_get_num_threads();
 #pragma omp for schedule(static)
             for (int o = 0; o < s->oc; o++)
                 for (int kk = 0; kk < k; kk++) {
                     float sum = 0.0f;
                     for (int t = 0; t < nthreads; t++)
-                        sum += threads_base[per_thread * t + sizes.x_pad + sizes.dy_pad +
-                                            sizes.dyt + (size_t)kk * ocp + o];
+                        sum += threads_base[per_thread * t + dwt_offset + (size_t)kk * ocp + o];
                     diff_weights[(size_t)o * k + kk] += sum;
                 }
         }
     }
+    if (diff_weights && wino)
+        rn_winograd_grad_finish(diff_weights, threads_base + dwt_offset, per_thread, team, s->ic,
+                                s->oc);
 }
 
 #else

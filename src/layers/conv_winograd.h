@@ -1,0 +1,68 @@
+/* Winograd F(2x2, 3x3) convolution on zero-padded planes, for the 3x3,
+ * stride 1, padding 1 convolutions with even output planes, on CPUs with
+ * AVX-512 (conv_winograd.c). conv_direct.c owns the padded planes and the
+ * scratch, and calls these where rn_winograd_suits(). */
+#ifndef RN_LAYERS_CONV_WINOGRAD_H
+#define RN_LAYERS_CONV_WINOGRAD_H
+
+#include <stddef.h>
+
+#include "layers/layers.h"
+
+enum {
+    RN_WINO_TILES = 48, /* 2x2 output tiles per block: 3 vectors of 16 */
+    RN_WINO_OC = 8,     /* output channels per register block */
+};
+
+/* Where the planes of one image are: channel c's padded plane starts at
+ * c * plane, rows wp floats apart, with at least 48 readable floats after
+ * the last plane. The output planes are oh x ow, both even. */
+typedef struct rn_wino_planes {
+    size_t plane;
+    int wp, oh, ow;
+} rn_wino_planes;
+
+/* 3x3 kernel, stride 1, padding 1, no groups, even output. */
+int rn_winograd_suits(const rn_conv_shape *s);
+
+/* Turn Winograd off (0), leaving the direct kernel, or back on (1).
+ * Returns the previous setting. RESNET_CONV=direct turns it off at
+ * start-up. */
+int rn_winograd_set_enabled(int enabled);
+int rn_winograd_enabled(void);
+
+/* Floats of transformed weights for cout x cin. */
+size_t rn_winograd_weights_numel(int cout, int cin);
+
+/* Transform weights (cout, cin, 3, 3) for rn_winograd_block. With flip,
+ * transform the backward-data convolution's weights instead: weights is
+ * (cin, cout, 3, 3), transposed and rotated by 180 degrees. */
+void rn_winograd_transform_weights(float *u, const float *weights, int cout, int cin,
+                                   int flip);
+
+/* Tile blocks of one image. */
+int rn_winograd_blocks(const rn_wino_planes *p);
+
+/* Per-thread scratch floats of rn_winograd_block. */
+size_t rn_winograd_block_numel(int cin);
+
+/* Output block `block` of one image: every channel of dst (cout, oh, ow)
+ * over the block's tiles, plus bias (may be NULL), replacing dst or adding
+ * to it. */
+void rn_winograd_block(float *dst, const float *padded, const float *u, int cin, int cout,
+                       const rn_wino_planes *p, const float *bias, int accumulate, int block,
+                       float *scratch);
+
+/* Weight gradient. The threads add into per-thread accumulators of
+ * rn_winograd_grad_numel() floats, zeroed by the caller; dyt is one image's
+ * output gradient transposed to (oh * ow, ocp), ocp = cout rounded up to 16,
+ * as conv_direct.c makes it. rn_winograd_grad_finish() adds the sum of
+ * `count` accumulators, `stride` floats apart, to diff_weights. */
+size_t rn_winograd_grad_numel(int cin, int cout);
+size_t rn_winograd_grad_block_numel(int cin, int cout);
+void rn_winograd_grad_image(float *acc, const float *padded, const float *dyt, int cin,
+                            int cout, const rn_wino_planes *p, float *scratch);
+void rn_winograd_grad_finish(float *diff_weights, const float *acc, size_t stride, int count,
+                             int cin, int cout);
+
+#endif
