@@ -469,23 +469,48 @@ weight_tap(float *dwt, const float *x, int wp, const float *dyt, int ocp, int oh
     _mm512_storeu_ps(dwt, _mm512_add_ps(_mm512_loadu_ps(dwt), acc));
 }
 
-/* dyt (positions, ocp) from dy (oc, positions), zero in columns past oc. */
+/* Transpose 16 x 16 floats held in r, one row per register. */
+static inline __attribute__((target("avx512f"), always_inline)) void
+transpose16(__m512 r[16])
+{
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) { /* pairs of rows: 2x2 blocks of floats */
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) /* 4x4 blocks */
+        for (int k = 0; k < 2; k++) {
+            __m512d a = _mm512_castps_pd(t[i + k]), b = _mm512_castps_pd(t[i + 2 + k]);
+            r[i + 2 * k] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+            r[i + 2 * k + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+        }
+    for (int i = 0; i < 16; i += 8) /* 8x8 blocks: 128-bit lanes */
+        for (int k = 0; k < 4; k++) {
+            t[i + k] = _mm512_shuffle_f32x4(r[i + k], r[i + 4 + k], 0x88);
+            t[i + 4 + k] = _mm512_shuffle_f32x4(r[i + k], r[i + 4 + k], 0xdd);
+        }
+    for (int k = 0; k < 8; k++) { /* 16x16 */
+        r[k] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0x88);
+        r[8 + k] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0xdd);
+    }
+}
+
+/* dyt (positions, ocp) from dy (oc, positions), zero in columns past oc:
+ * blocks of 16 channels x 16 positions transposed in registers. */
 __attribute__((target("avx512f"))) static void transpose_gradient(float *dyt, const float *dy, int oc, int ocp, int positions)
 {
-    enum { TILE = 16 };
-    for (int p0 = 0; p0 < positions; p0 += TILE) {
-        int p1 = p0 + TILE < positions ? p0 + TILE : positions;
-        for (int o = 0; o < ocp; o++) {
-            if (o >= oc) {
-                for (int p = p0; p < p1; p++)
-                    dyt[(size_t)p * ocp + o] = 0.0f;
-                continue;
-            }
-            const float *row = dy + (size_t)o * positions;
-            for (int p = p0; p < p1; p++)
-                dyt[(size_t)p * ocp + o] = row[p];
+    for (int o = 0; o < ocp; o += 16)
+        for (int p0 = 0; p0 < positions; p0 += 16) {
+            int n = positions - p0 < 16 ? positions - p0 : 16;
+            __mmask16 mask = (__mmask16)(n == 16 ? 0xffff : (1u << n) - 1);
+            __m512 r[16];
+            for (int i = 0; i < 16; i++)
+                r[i] = o + i < oc ? _mm512_maskz_loadu_ps(mask, dy + (size_t)(o + i) * positions + p0)
+                                  : _mm512_setzero_ps();
+            transpose16(r);
+            for (int i = 0; i < n; i++)
+                _mm512_storeu_ps(dyt + (size_t)(p0 + i) * ocp + o, r[i]);
         }
-    }
 }
 
 /* Per-thread scratch of the backward pass. */

@@ -102,10 +102,19 @@ void rn_winograd_transform_weights(float *u, const float *weights, int cout, int
         }
 }
 
+/* Tiles per block: the whole tile rows that fit in RN_WINO_TILES where a
+ * row has at most 16 tiles, so that the vectors of a block never split a
+ * row; RN_WINO_TILES for wider planes. */
+static int block_tiles(const rn_wino_planes *p)
+{
+    int tw = p->ow / 2;
+    return tw <= 16 ? RN_WINO_TILES / tw * tw : RN_WINO_TILES;
+}
+
 int rn_winograd_blocks(const rn_wino_planes *p)
 {
     int tiles = (p->oh / 2) * (p->ow / 2);
-    return (tiles + RN_WINO_TILES - 1) / RN_WINO_TILES;
+    return (tiles + block_tiles(p) - 1) / block_tiles(p);
 }
 
 size_t rn_winograd_block_numel(int cin)
@@ -138,14 +147,11 @@ load_row(__m512 d[4], const float *row)
     d[3] = _mm512_permutex2var_ps(c, odd, e);
 }
 
-/* V = B^T d B for up to 16 tiles of one tile row, the first tile's 4x4
- * input starting at x in a padded plane; element e goes to v[e * stride]. */
+/* V = B^T d B for the 16 tiles of d; element e goes to v[e * stride]. */
 static inline TARGET __attribute__((always_inline)) void
-input_tiles(float *v, size_t stride, const float *x, int wp, __mmask16 mask)
+transform_input(float *v, size_t stride, __m512 d[4][4], __mmask16 mask)
 {
-    __m512 d[4][4], t[4][4];
-    for (int i = 0; i < 4; i++)
-        load_row(d[i], x + (size_t)i * wp);
+    __m512 t[4][4];
     for (int j = 0; j < 4; j++) { /* B^T d: rows */
         t[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
         t[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
@@ -158,6 +164,82 @@ input_tiles(float *v, size_t stride, const float *x, int wp, __mmask16 mask)
         _mm512_mask_storeu_ps(v + (i * 4 + 2) * stride, mask, _mm512_sub_ps(t[i][2], t[i][1]));
         _mm512_mask_storeu_ps(v + (i * 4 + 3) * stride, mask, _mm512_sub_ps(t[i][1], t[i][3]));
     }
+}
+
+/* V for up to 16 tiles of one tile row, the first tile's 4x4 input starting
+ * at x in a padded plane. */
+static inline TARGET __attribute__((always_inline)) void
+input_tiles(float *v, size_t stride, const float *x, int wp, __mmask16 mask)
+{
+    __m512 d[4][4];
+    for (int i = 0; i < 4; i++)
+        load_row(d[i], x + (size_t)i * wp);
+    transform_input(v, stride, d, mask);
+}
+
+/* Permutes that put up to 4 tile rows of tw <= 8 tiles into one vector,
+ * row after row. Each padded row is loaded as 16 floats from its start (and
+ * from its start + 2, for the tiles' columns 2 and 3). even[0] takes the
+ * even columns of rows 0 and 1 of a group, even[1] those of rows 2 and 3,
+ * into the lanes of `upper`; odd likewise. Lane 16 + k of a two-vector
+ * permute is lane k of its second source. */
+typedef struct row_group {
+    __m512i even[2], odd[2];
+    __mmask16 upper;
+    int rows; /* tile rows per vector */
+} row_group;
+
+static TARGET row_group group_of(int tw)
+{
+    row_group g;
+    int even[2][16] = {{0}}, odd[2][16] = {{0}};
+    g.rows = 16 / tw < 4 ? 16 / tw : 4;
+    for (int lane = 0; lane < 16; lane++) {
+        int row = lane / tw, tx = lane % tw;
+        if (row >= g.rows)
+            continue;
+        int pair = row / 2, source = (row % 2) * 16;
+        even[pair][lane] = source + 2 * tx;
+        odd[pair][lane] = source + 2 * tx + 1;
+    }
+    for (int k = 0; k < 2; k++) {
+        g.even[k] = _mm512_loadu_si512(even[k]);
+        g.odd[k] = _mm512_loadu_si512(odd[k]);
+    }
+    g.upper = (__mmask16)(first_lanes(4 * tw) & ~first_lanes(2 * tw));
+    return g;
+}
+
+static inline TARGET __attribute__((always_inline)) __m512
+gather_rows(const __m512 r[4], __m512i low, __m512i high, const row_group *g)
+{
+    __m512 v = _mm512_permutex2var_ps(r[0], low, r[1]);
+    if (g->rows > 2)
+        v = _mm512_mask_blend_ps(g->upper, v, _mm512_permutex2var_ps(r[2], high, r[3]));
+    return v;
+}
+
+/* V for `rows` whole tile rows of tw <= 8 tiles, x at the first row's top
+ * left corner in a padded plane. */
+static inline TARGET __attribute__((always_inline)) void
+input_rows(float *v, size_t stride, const float *x, int wp, int tw, int rows,
+           const row_group *g)
+{
+    __m512 d[4][4];
+    for (int i = 0; i < 4; i++) {
+        __m512 r[4], shifted[4];
+        for (int k = 0; k < 4; k++) {
+            /* Rows past the group's end repeat row 0: their lanes are not stored. */
+            const float *row = x + (size_t)(2 * (k < rows ? k : 0) + i) * wp;
+            r[k] = _mm512_loadu_ps(row);
+            shifted[k] = _mm512_loadu_ps(row + 2);
+        }
+        d[i][0] = gather_rows(r, g->even[0], g->even[1], g);
+        d[i][1] = gather_rows(r, g->odd[0], g->odd[1], g);
+        d[i][2] = gather_rows(shifted, g->even[0], g->even[1], g);
+        d[i][3] = gather_rows(shifted, g->odd[0], g->odd[1], g);
+    }
+    transform_input(v, stride, d, first_lanes(rows * tw));
 }
 
 /* Runs body for each run of at most 16 tiles of [t0, t1) in one tile row,
@@ -176,12 +258,26 @@ input_tiles(float *v, size_t stride, const float *x, int wp, __mmask16 mask)
         run_ += n;                                                              \
     }
 
-/* V (E, channels, RN_WINO_TILES) of tiles [t0, t1) for channels [0, cin). */
-static TARGET void input_block(float *v, const float *padded, int cin,
+/* V (E, channels, RN_WINO_TILES) of tiles [t0, t1) for channels [0, cin),
+ * `stride` floats between elements. */
+static TARGET void input_block(float *v, size_t stride, const float *padded, int cin,
                                const rn_wino_planes *p, int t0, int t1)
 {
     int tw = p->ow / 2;
-    size_t stride = (size_t)cin * RN_WINO_TILES;
+    if (tw <= 8) {
+        /* Blocks hold whole tile rows (block_tiles). */
+        row_group g = group_of(tw);
+        for (int c = 0; c < cin; c++) {
+            const float *x = padded + c * p->plane;
+            float *vc = v + (size_t)c * RN_WINO_TILES - t0;
+            for (int t = t0; t < t1; t += g.rows * tw) {
+                int rows = (t1 - t) / tw < g.rows ? (t1 - t) / tw : g.rows;
+                input_rows(vc + t, stride, x + (size_t)2 * (t / tw) * p->wp, p->wp, tw, rows,
+                           &g);
+            }
+        }
+        return;
+    }
     for (int c = 0; c < cin; c++) {
         const float *x = padded + c * p->plane;
         float *vc = v + (size_t)c * RN_WINO_TILES - t0;
@@ -192,13 +288,16 @@ static TARGET void input_block(float *v, const float *padded, int cin,
     }
 }
 
-/* M[i][t] = sum over c of U[c][i] V[c][t] for 8 channels i and nv * 16
- * tiles t. */
+/* M[i][t] = sum over c of U[c][i] V[c][t] for nb blocks of 8 channels i
+ * (u_block floats apart in U) and nv * 16 tiles t; M's rows are row floats
+ * apart. Blocks of one vector of tiles take 3 channel blocks, so that every
+ * block keeps 24 accumulators. */
 static inline TARGET __attribute__((always_inline)) void
-product(float *m, const float *u, const float *v, int cin, const int nv)
+product(float *m, int row, const float *u, size_t u_block, const float *v, int cin,
+        const int nv, const int nb)
 {
-    __m512 acc[RN_WINO_OC][3];
-    for (int i = 0; i < RN_WINO_OC; i++)
+    __m512 acc[3 * RN_WINO_OC][3];
+    for (int i = 0; i < nb * RN_WINO_OC; i++)
         for (int j = 0; j < nv; j++)
             acc[i][j] = _mm512_setzero_ps();
     for (int c = 0; c < cin; c++) {
@@ -206,40 +305,39 @@ product(float *m, const float *u, const float *v, int cin, const int nv)
         __m512 x[3];
         for (int j = 0; j < nv; j++)
             x[j] = _mm512_loadu_ps(vc + 16 * j);
-        const float *uc = u + (size_t)c * RN_WINO_OC;
-        for (int i = 0; i < RN_WINO_OC; i++) {
-            __m512 w = _mm512_set1_ps(uc[i]);
-            for (int j = 0; j < nv; j++)
-                acc[i][j] = _mm512_fmadd_ps(w, x[j], acc[i][j]);
+        for (int b = 0; b < nb; b++) {
+            const float *uc = u + b * u_block + (size_t)c * RN_WINO_OC;
+            for (int i = 0; i < RN_WINO_OC; i++) {
+                __m512 w = _mm512_set1_ps(uc[i]);
+                for (int j = 0; j < nv; j++)
+                    acc[b * RN_WINO_OC + i][j] = _mm512_fmadd_ps(w, x[j], acc[b * RN_WINO_OC + i][j]);
+            }
         }
     }
-    for (int i = 0; i < RN_WINO_OC; i++)
+    for (int i = 0; i < nb * RN_WINO_OC; i++)
         for (int j = 0; j < nv; j++)
-            _mm512_storeu_ps(m + i * RN_WINO_TILES + 16 * j, acc[i][j]);
+            _mm512_storeu_ps(m + i * row + 16 * j, acc[i][j]);
 }
 
-static TARGET void product1(float *m, const float *u, const float *v, int cin)
-{
-    product(m, u, v, cin, 1);
-}
+#define PRODUCT(nv, nb)                                                                 \
+    static TARGET void product_##nv##_##nb(float *m, int row, const float *u,          \
+                                           size_t u_block, const float *v, int cin)    \
+    {                                                                                   \
+        product(m, row, u, u_block, v, cin, nv, nb);                                    \
+    }
+PRODUCT(3, 1)
+PRODUCT(2, 1)
+PRODUCT(1, 1)
+PRODUCT(1, 2)
+PRODUCT(1, 3)
+#undef PRODUCT
 
-static TARGET void product2(float *m, const float *u, const float *v, int cin)
-{
-    product(m, u, v, cin, 2);
-}
-
-static TARGET void product3(float *m, const float *u, const float *v, int cin)
-{
-    product(m, u, v, cin, 3);
-}
-
-/* Y = A^T M A for up to 16 tiles of a tile row, into the output rows at
- * out and out + ow: the 2n floats of each row that belong to n tiles. */
+/* Y = A^T M A + bias for the tiles of 16 lanes of M (element e at
+ * m[e * stride]): y[i] is output row i of the tiles, the 2 columns of
+ * each tile side by side, 32 floats in two vectors. */
 static inline TARGET __attribute__((always_inline)) void
-output_tiles(float *out, int ow, const float *m, size_t stride, int n, float bias,
-             int accumulate)
+transform_output(__m512 y[2][2], const float *m, size_t stride, __mmask16 mask, float bias)
 {
-    __mmask16 mask = first_lanes(n);
     __m512 x[E], s[2][4];
     for (int e = 0; e < E; e++)
         x[e] = _mm512_maskz_loadu_ps(mask, m + e * stride);
@@ -250,20 +348,55 @@ output_tiles(float *out, int ow, const float *m, size_t stride, int n, float bia
     const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7,
                                          23);
     const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
-    __mmask16 m_lo = first_lanes(2 * n), m_hi = first_lanes(n > 8 ? 2 * (n - 8) : 0);
     __m512 b = _mm512_set1_ps(bias);
     for (int i = 0; i < 2; i++) { /* (A^T M) A: columns, then interleave */
         __m512 y0 = _mm512_add_ps(_mm512_add_ps(s[i][0], s[i][1]), _mm512_add_ps(s[i][2], b));
         __m512 y1 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(s[i][1], s[i][2]), s[i][3]), b);
-        __m512 r0 = _mm512_permutex2var_ps(y0, lo, y1);
-        __m512 r1 = _mm512_permutex2var_ps(y0, hi, y1);
-        float *row = out + (size_t)i * ow;
-        if (accumulate) {
-            r0 = _mm512_add_ps(r0, _mm512_maskz_loadu_ps(m_lo, row));
-            r1 = _mm512_add_ps(r1, _mm512_maskz_loadu_ps(m_hi, row + 16));
-        }
-        _mm512_mask_storeu_ps(row, m_lo, r0);
-        _mm512_mask_storeu_ps(row + 16, m_hi, r1);
+        y[i][0] = _mm512_permutex2var_ps(y0, lo, y1);
+        y[i][1] = _mm512_permutex2var_ps(y0, hi, y1);
+    }
+}
+
+/* Store the lanes `mask` of v at row, or add them to it. */
+static inline TARGET __attribute__((always_inline)) void
+store_lanes(float *row, __mmask16 mask, __m512 v, int accumulate)
+{
+    if (accumulate)
+        v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, row));
+    _mm512_mask_storeu_ps(row, mask, v);
+}
+
+/* Y for up to 16 tiles of a tile row, into the output rows at out and
+ * out + ow: the 2n floats of each row that belong to n tiles. */
+static inline TARGET __attribute__((always_inline)) void
+output_tiles(float *out, int ow, const float *m, size_t stride, int n, float bias,
+             int accumulate)
+{
+    __m512 y[2][2];
+    transform_output(y, m, stride, first_lanes(n), bias);
+    __mmask16 m_lo = first_lanes(2 * n), m_hi = first_lanes(n > 8 ? 2 * (n - 8) : 0);
+    for (int i = 0; i < 2; i++) {
+        store_lanes(out + (size_t)i * ow, m_lo, y[i][0], accumulate);
+        store_lanes(out + (size_t)i * ow + 16, m_hi, y[i][1], accumulate);
+    }
+}
+
+/* Y for `rows` whole tile rows of tw <= 8 tiles, packed in 16 lanes as
+ * input_rows packs them, into the output rows from out. */
+static inline TARGET __attribute__((always_inline)) void
+output_rows(float *out, int ow, const float *m, size_t stride, int tw, int rows, float bias,
+            int accumulate)
+{
+    __m512 y[2][2];
+    transform_output(y, m, stride, first_lanes(rows * tw), bias);
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    __mmask16 mask = first_lanes(2 * tw);
+    for (int r = 0; r < rows; r++) {
+        /* Tile row r's 2 tw floats start at float 2 r tw of the 32. */
+        __m512i from = _mm512_add_epi32(lane, _mm512_set1_epi32(2 * r * tw));
+        for (int i = 0; i < 2; i++)
+            store_lanes(out + (size_t)(2 * r + i) * ow, mask,
+                        _mm512_permutex2var_ps(y[i][0], from, y[i][1]), accumulate);
     }
 }
 
@@ -272,34 +405,53 @@ TARGET void rn_winograd_block(float *dst, const float *padded, const float *u, i
                               int accumulate, int block, float *scratch)
 {
     int tw = p->ow / 2, tiles = (p->oh / 2) * tw;
-    int t0 = block * RN_WINO_TILES;
-    int t1 = t0 + RN_WINO_TILES < tiles ? t0 + RN_WINO_TILES : tiles;
+    int t0 = block * block_tiles(p);
+    int t1 = t0 + block_tiles(p) < tiles ? t0 + block_tiles(p) : tiles;
     int nv = (t1 - t0 + 15) / 16;
     float *v = scratch, *m = scratch + (size_t)E * cin * RN_WINO_TILES;
     size_t v_stride = (size_t)cin * RN_WINO_TILES;          /* between elements of V */
     size_t m_stride = (size_t)RN_WINO_OC * RN_WINO_TILES;   /* and of M */
     int blocks = round_up(cout, RN_WINO_OC) / RN_WINO_OC;
-    size_t u_stride = (size_t)blocks * RN_WINO_OC * cin;
+    size_t u_block = (size_t)cin * RN_WINO_OC;
+    size_t u_stride = (size_t)blocks * u_block;
+    /* One vector of tiles: 3 channel blocks at a time, M rows of 16. */
+    int group = nv == 1 ? 3 : 1, row = nv == 1 ? 16 : RN_WINO_TILES;
 
-    input_block(v, padded, cin, p, t0, t1);
-    for (int ob = 0; ob < blocks; ob++) {
-        const float *u_block = u + (size_t)ob * cin * RN_WINO_OC;
+    input_block(v, v_stride, padded, cin, p, t0, t1);
+    for (int ob = 0; ob < blocks; ob += group) {
+        int nb = blocks - ob < group ? blocks - ob : group;
+        const float *u_first = u + ob * u_block;
         for (int e = 0; e < E; e++) {
             float *me = m + e * m_stride;
-            const float *ue = u_block + e * u_stride, *ve = v + e * v_stride;
+            const float *ue = u_first + e * u_stride, *ve = v + e * v_stride;
             if (nv == 3)
-                product3(me, ue, ve, cin);
+                product_3_1(me, row, ue, u_block, ve, cin);
             else if (nv == 2)
-                product2(me, ue, ve, cin);
+                product_2_1(me, row, ue, u_block, ve, cin);
+            else if (nb == 3)
+                product_1_3(me, row, ue, u_block, ve, cin);
+            else if (nb == 2)
+                product_1_2(me, row, ue, u_block, ve, cin);
             else
-                product1(me, ue, ve, cin);
+                product_1_1(me, row, ue, u_block, ve, cin);
         }
-        int rows = cout - ob * RN_WINO_OC < RN_WINO_OC ? cout - ob * RN_WINO_OC : RN_WINO_OC;
+        int rows = cout - ob * RN_WINO_OC;
+        if (rows > nb * RN_WINO_OC)
+            rows = nb * RN_WINO_OC;
         for (int i = 0; i < rows; i++) {
             int o = ob * RN_WINO_OC + i;
             float *plane = dst + (size_t)o * p->oh * p->ow;
-            const float *mi = m + i * RN_WINO_TILES - t0;
+            const float *mi = m + i * row - t0;
             float b = bias ? bias[o] : 0.0f;
+            if (tw <= 8) {
+                int per = 16 / tw < 4 ? 16 / tw : 4; /* tile rows per vector */
+                for (int t = t0; t < t1; t += per * tw) {
+                    int count = (t1 - t) / tw < per ? (t1 - t) / tw : per;
+                    output_rows(plane + (size_t)2 * (t / tw) * p->ow, p->ow, mi + t, m_stride, tw,
+                                count, b, accumulate);
+                }
+                continue;
+            }
             FOR_TILE_RUNS(t0, t1, tw, {
                 output_tiles(plane + (size_t)2 * ty * p->ow + 2 * tx, p->ow, mi + first,
                              m_stride, n, b, accumulate);
@@ -408,18 +560,11 @@ TARGET void rn_winograd_grad_image(float *acc, const float *padded, const float 
     for (int e = 0; e < E; e++)
         memset(v + e * v_stride + (size_t)cin * RN_WINO_TILES, 0,
                sizeof(float) * (cinp - cin) * RN_WINO_TILES);
-    for (int t0 = 0; t0 < tiles; t0 += RN_WINO_TILES) {
-        int t1 = t0 + RN_WINO_TILES < tiles ? t0 + RN_WINO_TILES : tiles;
+    for (int t0 = 0; t0 < tiles; t0 += block_tiles(p)) {
+        int t1 = t0 + block_tiles(p) < tiles ? t0 + block_tiles(p) : tiles;
         /* V for this block, laid out as in the forward pass but with cinp
          * channels. */
-        for (int c = 0; c < cin; c++) {
-            const float *x = padded + c * p->plane;
-            float *vc = v + (size_t)c * RN_WINO_TILES - t0;
-            FOR_TILE_RUNS(t0, t1, tw, {
-                input_tiles(vc + first, v_stride, x + (size_t)2 * ty * p->wp + 2 * tx, p->wp,
-                            first_lanes(n));
-            });
-        }
+        input_block(v, v_stride, padded, cin, p, t0, t1);
         for (int k = 0; k < ocp; k += 16) {
             FOR_TILE_RUNS(t0, t1, tw, {
                 const float *row0 = dyt + ((size_t)2 * ty * p->ow + 2 * tx) * ocp + k;
