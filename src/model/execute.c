@@ -61,9 +61,12 @@ static rn_pool_shape pool_shape(const rn_model *m, const rn_node *node, int mb)
 
 /* A ReLU may overwrite its input when nothing else reads that input: no
  * backward pass reads its own output except ReLU's, so the value before the
- * ReLU is never needed again. Returns, per value, the value whose memory it
- * uses (itself unless aliased). A ReLU that directly follows the BN whose
- * output it overwrites is fused into that BN. */
+ * ReLU is never needed again. A residual addition may likewise overwrite an
+ * input that only it reads, unless a ReLU (on its own or fused into a BN)
+ * produced that input, because that ReLU's backward pass reads it. Returns,
+ * per value, the value whose memory it uses (itself unless aliased). A ReLU
+ * that directly follows the BN whose output it overwrites is fused into
+ * that BN. */
 static void plan_aliases(const rn_model *m, int *storage, int *fused_relu,
                          unsigned char *skip)
 {
@@ -74,10 +77,27 @@ static void plan_aliases(const rn_model *m, int *storage, int *fused_relu,
         if (m->nodes[i].src2 >= 0)
             consumers[m->nodes[i].src2]++;
     }
-    for (int v = 0; v < m->value_count; v++)
+    int *producer = malloc(m->value_count * sizeof(int));
+    RN_ASSERT(producer);
+    for (int v = 0; v < m->value_count; v++) {
         storage[v] = v;
+        producer[v] = -1;
+    }
+    for (int i = 0; i < m->node_count; i++)
+        producer[m->nodes[i].dst] = i;
     for (int i = 0; i < m->node_count; i++) {
         const rn_node *node = &m->nodes[i];
+        if (node->kind == RN_NODE_ADD) {
+            int inputs[2] = {node->src, node->src2};
+            for (int k = 0; k < 2; k++) {
+                int v = inputs[k], p = v > 0 ? producer[v] : -1;
+                if (p < 0 || consumers[v] != 1 || storage[v] != v ||
+                    m->nodes[p].kind == RN_NODE_RELU || fused_relu[p])
+                    continue;
+                storage[node->dst] = v;
+                break;
+            }
+        }
         if (node->kind == RN_NODE_RELU && node->src != 0 && consumers[node->src] == 1) {
             storage[node->dst] = storage[node->src];
             if (i > 0 && m->nodes[i - 1].kind == RN_NODE_BN && m->nodes[i - 1].dst == node->src) {
@@ -87,6 +107,7 @@ static void plan_aliases(const rn_model *m, int *storage, int *fused_relu,
         }
     }
     free(consumers);
+    free(producer);
 }
 
 /* Gradient slots: a value's gradient lives from the backward pass of its
