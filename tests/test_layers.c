@@ -239,6 +239,13 @@ TEST(conv2d_fast_paths_match_im2col)
          .sw = 1, .ph = 1, .pw = 1},
         {.mb = 3, .ic = 5, .ih = 10, .iw = 14, .oc = 21, .kh = 3, .kw = 3, .sh = 1,
          .sw = 1, .ph = 1, .pw = 1},
+        /* Odd planes: a last tile row and column half outside. */
+        {.mb = 3, .ic = 64, .ih = 7, .iw = 7, .oc = 64, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
+         .ph = 1, .pw = 1},
+        {.mb = 2, .ic = 9, .ih = 15, .iw = 5, .oc = 17, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
+         .ph = 1, .pw = 1},
+        {.mb = 2, .ic = 6, .ih = 9, .iw = 35, .oc = 8, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
+         .ph = 1, .pw = 1},
         /* One image: the threads share its blocks. */
         {.mb = 1, .ic = 16, .ih = 20, .iw = 20, .oc = 24, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
          .ph = 1, .pw = 1},

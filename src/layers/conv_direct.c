@@ -58,10 +58,11 @@ int rn_conv_direct_set_enabled(int on)
     return was;
 }
 
-/* Whether the CPU and the shape suit the direct path, whatever the
- * setting: scratch sizes use this, so that turning the path on later never
- * finds the scratch too small. */
-static int suits(const rn_conv_shape *s)
+/* Whether the CPU and the shape suit the direct path (or Winograd within
+ * it), whatever the settings: scratch sizes use this, so that turning a
+ * path on later never finds the scratch too small. With winograd_off,
+ * whether they suit the direct kernel alone. */
+static int suits_path(const rn_conv_shape *s, int winograd_off)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
     if (!__builtin_cpu_supports("avx512f"))
@@ -74,6 +75,8 @@ static int suits(const rn_conv_shape *s)
     size_t planes = (size_t)(s->ic > s->oc ? s->ic : s->oc) * (s->ih + 2 * s->ph) * wp;
     if (planes >= ((size_t)1 << 30))
         return 0;
+    if (!winograd_off && rn_winograd_suits(s))
+        return 1;
     /* Small planes waste most of a block on padding columns and the block
      * tail: at 7x7 half of it, at 3x3 four fifths. Measured at 3x3 with
      * 64 to 512 channels, im2col is faster below about 60% useful
@@ -86,9 +89,14 @@ static int suits(const rn_conv_shape *s)
 #endif
 }
 
+static int suits(const rn_conv_shape *s)
+{
+    return suits_path(s, 0);
+}
+
 int rn_conv_direct_applies(const rn_conv_shape *s)
 {
-    return enabled() && suits(s);
+    return enabled() && suits_path(s, !rn_winograd_enabled());
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -102,6 +110,11 @@ typedef struct geometry {
     size_t slack;    /* zeros after the last plane, read by the last block */
 } geometry;
 
+static size_t round16(size_t n)
+{
+    return (n + 15) & ~(size_t)15;
+}
+
 static geometry geometry_of(const rn_conv_shape *s)
 {
     geometry g;
@@ -111,14 +124,10 @@ static geometry geometry_of(const rn_conv_shape *s)
     g.q_count = s->oh * g.wp;
     g.q_blocks = (g.q_count + FWD_Q - 1) / FWD_Q;
     /* The last block reads up to FWD_Q - 1 positions past q_count, and the
-     * last tap adds kw - 1; oh + kh - 1 = hp covers the rest. */
-    g.slack = (FWD_Q + s->kw + 15) & ~(size_t)15;
+     * last tap adds kw - 1; oh + kh - 1 = hp covers the rest. Winograd on
+     * an odd plane reads one padded row and 48 floats more. */
+    g.slack = ((FWD_Q + s->kw + 15) & ~(size_t)15) + round16((size_t)g.wp + 48);
     return g;
-}
-
-static size_t round16(size_t n)
-{
-    return (n + 15) & ~(size_t)15;
 }
 
 /* Floats of one padded image of c channels. */

@@ -49,9 +49,14 @@ int rn_winograd_set_enabled(int on)
 
 int rn_winograd_suits(const rn_conv_shape *s)
 {
-    return s->kh == 3 && s->kw == 3 && s->ph == 1 && s->pw == 1 && s->sh == 1 &&
-           s->sw == 1 && s->groups <= 1 && s->oh % 2 == 0 && s->ow % 2 == 0 && s->oh > 0 &&
-           s->ow > 0;
+    if (s->kh != 3 || s->kw != 3 || s->ph != 1 || s->pw != 1 || s->sh != 1 || s->sw != 1 ||
+        s->groups > 1 || s->oh < 1 || s->ow < 1)
+        return 0;
+    /* Odd planes compute a last row or column of tiles half outside. At
+     * 3x3 (4 tiles, 9 of 16 outputs kept) im2col is faster; 5x5 and 7x7
+     * keep 69% and 77%. */
+    int tiles = ((s->oh + 1) / 2) * ((s->ow + 1) / 2);
+    return tiles >= 8 && 2 * s->oh * s->ow >= 4 * tiles;
 }
 
 static int round_up(int n, int m)
@@ -107,13 +112,13 @@ void rn_winograd_transform_weights(float *u, const float *weights, int cout, int
  * row; RN_WINO_TILES for wider planes. */
 static int block_tiles(const rn_wino_planes *p)
 {
-    int tw = p->ow / 2;
+    int tw = (p->ow + 1) / 2;
     return tw <= 16 ? RN_WINO_TILES / tw * tw : RN_WINO_TILES;
 }
 
 int rn_winograd_blocks(const rn_wino_planes *p)
 {
-    int tiles = (p->oh / 2) * (p->ow / 2);
+    int tiles = ((p->oh + 1) / 2) * ((p->ow + 1) / 2);
     return (tiles + block_tiles(p) - 1) / block_tiles(p);
 }
 
@@ -263,7 +268,7 @@ input_rows(float *v, size_t stride, const float *x, int wp, int tw, int rows,
 static TARGET void input_block(float *v, size_t stride, const float *padded, int cin,
                                const rn_wino_planes *p, int t0, int t1)
 {
-    int tw = p->ow / 2;
+    int tw = (p->ow + 1) / 2;
     if (tw <= 8) {
         /* Blocks hold whole tile rows (block_tiles). */
         row_group g = group_of(tw);
@@ -367,34 +372,37 @@ store_lanes(float *row, __mmask16 mask, __m512 v, int accumulate)
 }
 
 /* Y for up to 16 tiles of a tile row, into the output rows at out and
- * out + ow: the 2n floats of each row that belong to n tiles. */
+ * out + ow: the `cols` floats of each row that belong to n tiles (2n, or
+ * one less at an odd plane's edge), in the first `rows` rows (2, or 1 at
+ * an odd plane's last tile row). */
 static inline TARGET __attribute__((always_inline)) void
-output_tiles(float *out, int ow, const float *m, size_t stride, int n, float bias,
-             int accumulate)
+output_tiles(float *out, int ow, const float *m, size_t stride, int n, int cols, int rows,
+             float bias, int accumulate)
 {
     __m512 y[2][2];
     transform_output(y, m, stride, first_lanes(n), bias);
-    __mmask16 m_lo = first_lanes(2 * n), m_hi = first_lanes(n > 8 ? 2 * (n - 8) : 0);
-    for (int i = 0; i < 2; i++) {
+    __mmask16 m_lo = first_lanes(cols), m_hi = first_lanes(cols > 16 ? cols - 16 : 0);
+    for (int i = 0; i < rows; i++) {
         store_lanes(out + (size_t)i * ow, m_lo, y[i][0], accumulate);
         store_lanes(out + (size_t)i * ow + 16, m_hi, y[i][1], accumulate);
     }
 }
 
 /* Y for `rows` whole tile rows of tw <= 8 tiles, packed in 16 lanes as
- * input_rows packs them, into the output rows from out. */
+ * input_rows packs them, into the output rows from out; `height` output
+ * rows are left from out on. */
 static inline TARGET __attribute__((always_inline)) void
-output_rows(float *out, int ow, const float *m, size_t stride, int tw, int rows, float bias,
-            int accumulate)
+output_rows(float *out, int ow, const float *m, size_t stride, int tw, int rows, int height,
+            float bias, int accumulate)
 {
     __m512 y[2][2];
     transform_output(y, m, stride, first_lanes(rows * tw), bias);
     const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    __mmask16 mask = first_lanes(2 * tw);
+    __mmask16 mask = first_lanes(ow);
     for (int r = 0; r < rows; r++) {
         /* Tile row r's 2 tw floats start at float 2 r tw of the 32. */
         __m512i from = _mm512_add_epi32(lane, _mm512_set1_epi32(2 * r * tw));
-        for (int i = 0; i < 2; i++)
+        for (int i = 0; i < 2 && 2 * r + i < height; i++)
             store_lanes(out + (size_t)(2 * r + i) * ow, mask,
                         _mm512_permutex2var_ps(y[i][0], from, y[i][1]), accumulate);
     }
@@ -404,7 +412,7 @@ TARGET void rn_winograd_block(float *dst, const float *padded, const float *u, i
                               int cout, const rn_wino_planes *p, const float *bias,
                               int accumulate, int block, float *scratch)
 {
-    int tw = p->ow / 2, tiles = (p->oh / 2) * tw;
+    int tw = (p->ow + 1) / 2, tiles = ((p->oh + 1) / 2) * tw;
     int t0 = block * block_tiles(p);
     int t1 = t0 + block_tiles(p) < tiles ? t0 + block_tiles(p) : tiles;
     int nv = (t1 - t0 + 15) / 16;
@@ -447,14 +455,17 @@ TARGET void rn_winograd_block(float *dst, const float *padded, const float *u, i
                 int per = 16 / tw < 4 ? 16 / tw : 4; /* tile rows per vector */
                 for (int t = t0; t < t1; t += per * tw) {
                     int count = (t1 - t) / tw < per ? (t1 - t) / tw : per;
-                    output_rows(plane + (size_t)2 * (t / tw) * p->ow, p->ow, mi + t, m_stride, tw,
-                                count, b, accumulate);
+                    int top = 2 * (t / tw);
+                    output_rows(plane + (size_t)top * p->ow, p->ow, mi + t, m_stride, tw, count,
+                                p->oh - top, b, accumulate);
                 }
                 continue;
             }
             FOR_TILE_RUNS(t0, t1, tw, {
+                int cols = p->ow - 2 * tx < 2 * n ? p->ow - 2 * tx : 2 * n;
+                int rows_left = p->oh - 2 * ty < 2 ? p->oh - 2 * ty : 2;
                 output_tiles(plane + (size_t)2 * ty * p->ow + 2 * tx, p->ow, mi + first,
-                             m_stride, n, b, accumulate);
+                             m_stride, n, cols, rows_left, b, accumulate);
             });
         }
     }
@@ -487,15 +498,20 @@ size_t rn_winograd_grad_block_numel(int cin, int cout)
 
 /* D = A dY A^T for n tiles of one tile row, 16 output channels: dy0 and dy1
  * are the transposed gradient's rows 2 ty and 2 ty + 1 at the run's first
- * column, ocp floats per position; d[e * stride + t * ocp]. */
+ * column, ocp floats per position; d[e * stride + t * ocp]. An odd plane's
+ * edge has no row dy1 (NULL) and the run `cols` < 2n columns: the missing
+ * positions count as zero. */
 static inline TARGET __attribute__((always_inline)) void
-gradient_tiles(float *d, size_t stride, const float *dy0, const float *dy1, int ocp, int n)
+gradient_tiles(float *d, size_t stride, const float *dy0, const float *dy1, int ocp, int n,
+               int cols)
 {
+    const __m512 zero = _mm512_setzero_ps();
     for (int t = 0; t < n; t++) {
+        int right = 2 * t + 1 < cols;
         __m512 g00 = _mm512_loadu_ps(dy0 + (size_t)2 * t * ocp);
-        __m512 g01 = _mm512_loadu_ps(dy0 + (size_t)(2 * t + 1) * ocp);
-        __m512 g10 = _mm512_loadu_ps(dy1 + (size_t)2 * t * ocp);
-        __m512 g11 = _mm512_loadu_ps(dy1 + (size_t)(2 * t + 1) * ocp);
+        __m512 g01 = right ? _mm512_loadu_ps(dy0 + (size_t)(2 * t + 1) * ocp) : zero;
+        __m512 g10 = dy1 ? _mm512_loadu_ps(dy1 + (size_t)2 * t * ocp) : zero;
+        __m512 g11 = dy1 && right ? _mm512_loadu_ps(dy1 + (size_t)(2 * t + 1) * ocp) : zero;
         __m512 r[4][2] = {
             {g00, g01},
             {_mm512_add_ps(g00, g10), _mm512_add_ps(g01, g11)},
@@ -553,7 +569,7 @@ TARGET void rn_winograd_grad_image(float *acc, const float *padded, const float 
                                    int cout, const rn_wino_planes *p, float *scratch)
 {
     int cinp = grad_cin(cin), ocp = grad_ocp(cout);
-    int tw = p->ow / 2, tiles = (p->oh / 2) * tw;
+    int tw = (p->ow + 1) / 2, tiles = ((p->oh + 1) / 2) * tw;
     float *v = scratch, *d = scratch + (size_t)E * cinp * RN_WINO_TILES;
     size_t v_stride = (size_t)cinp * RN_WINO_TILES, d_stride = (size_t)RN_WINO_TILES * ocp;
     /* Channels past cin stay zero. */
@@ -568,8 +584,10 @@ TARGET void rn_winograd_grad_image(float *acc, const float *padded, const float 
         for (int k = 0; k < ocp; k += 16) {
             FOR_TILE_RUNS(t0, t1, tw, {
                 const float *row0 = dyt + ((size_t)2 * ty * p->ow + 2 * tx) * ocp + k;
-                gradient_tiles(d + (size_t)(first - t0) * ocp + k, d_stride, row0,
-                               row0 + (size_t)p->ow * ocp, ocp, n);
+                const float *row1 = 2 * ty + 1 < p->oh ? row0 + (size_t)p->ow * ocp : NULL;
+                int cols = p->ow - 2 * tx < 2 * n ? p->ow - 2 * tx : 2 * n;
+                gradient_tiles(d + (size_t)(first - t0) * ocp + k, d_stride, row0, row1, ocp,
+                               n, cols);
             });
         }
         int n = t1 - t0;

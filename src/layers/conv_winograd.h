@@ -1,6 +1,6 @@
 /* Winograd F(2x2, 3x3) convolution on zero-padded planes, for the 3x3,
- * stride 1, padding 1 convolutions with even output planes, on CPUs with
- * AVX-512 (conv_winograd.c). conv_direct.c owns the padded planes and the
+ * stride 1, padding 1 convolutions, on CPUs with AVX-512
+ * (conv_winograd.c). conv_direct.c owns the padded planes and the
  * scratch, and calls these where rn_winograd_suits(). */
 #ifndef RN_LAYERS_CONV_WINOGRAD_H
 #define RN_LAYERS_CONV_WINOGRAD_H
@@ -15,14 +15,15 @@ enum {
 };
 
 /* Where the planes of one image are: channel c's padded plane starts at
- * c * plane, rows wp floats apart, with at least 48 readable floats after
- * the last plane. The output planes are oh x ow, both even. */
+ * c * plane, rows wp floats apart, with at least wp + 48 zeros after the
+ * last plane. The output planes are oh x ow. */
 typedef struct rn_wino_planes {
     size_t plane;
     int wp, oh, ow;
 } rn_wino_planes;
 
-/* 3x3 kernel, stride 1, padding 1, no groups, even output. */
+/* 3x3 kernel, stride 1, padding 1, no groups, and a plane with at least
+ * 8 tiles of which at least half the outputs are kept. */
 int rn_winograd_suits(const rn_conv_shape *s);
 
 /* Turn Winograd off (0), leaving the direct kernel, or back on (1).
