@@ -325,9 +325,12 @@ void rn_conv2d_backward(float *diff_src, float *diff_weights, float *diff_bias,
     int pointwise = is_pointwise(s);
 
     if (rn_conv_direct_applies(s)) {
-        rn_conv_direct_backward(diff_src, diff_weights, diff_dst, src, weights, s, scratch,
-                                mode == RN_GRAD_OVERWRITE);
-        goto bias;
+        int weights_too = rn_conv_direct_weights_apply(s);
+        rn_conv_direct_backward(diff_src, weights_too ? diff_weights : NULL, diff_dst, src,
+                                weights, s, scratch, mode == RN_GRAD_OVERWRITE);
+        if (weights_too || !diff_weights)
+            goto bias;
+        diff_src = NULL; /* im2col adds the weight gradient */
     }
     int threads = omp_get_max_threads();
     int nb = chunk_images(s, threads);

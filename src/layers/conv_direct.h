@@ -23,8 +23,13 @@ size_t rn_conv_direct_scratch_numel(const rn_conv_shape *s, int threads);
 void rn_conv_direct_forward(float *dst, const float *src, const float *weights,
                             const float *bias, const rn_conv_shape *s, float *scratch);
 
+/* Whether rn_conv_direct_backward computes this shape's weight gradient
+ * well; where it does not, conv.c computes it with im2col. */
+int rn_conv_direct_weights_apply(const rn_conv_shape *s);
+
 /* diff_src follows overwrite (1: replace, 0: add); diff_weights adds. Either
- * may be NULL. */
+ * may be NULL, and diff_weights must be NULL where
+ * rn_conv_direct_weights_apply() is false. */
 void rn_conv_direct_backward(float *diff_src, float *diff_weights,
                              const float *diff_dst, const float *src,
                              const float *weights, const rn_conv_shape *s,
