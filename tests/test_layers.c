@@ -98,9 +98,9 @@ TEST(conv2d_3x3_winograd_even_planes)
     /* 9 output channels and 3 input channels leave remainders in the
      * Winograd register blocks; one image makes the threads share its tile
      * blocks. */
-    check_conv((rn_conv_shape){.mb = 2, .ic = 3, .ih = 8, .iw = 10, .oc = 9,
+    check_conv((rn_conv_shape){.mb = 4, .ic = 3, .ih = 8, .iw = 10, .oc = 9,
                                .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1}, 1);
-    check_conv((rn_conv_shape){.mb = 1, .ic = 3, .ih = 8, .iw = 8, .oc = 5,
+    check_conv((rn_conv_shape){.mb = 1, .ic = 3, .ih = 16, .iw = 16, .oc = 5,
                                .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1}, 0);
 }
 
@@ -226,12 +226,12 @@ TEST(conv2d_fast_paths_match_im2col)
          .ph = 1, .pw = 0},
         /* Winograd's even planes: one, two and three vectors of tiles per
          * block, tile rows of 3, 6 and 12, channels that are not multiples
-         * of the register blocks. */
+         * of the register blocks. Winograd needs 64 tiles in the batch. */
         {.mb = 3, .ic = 64, .ih = 24, .iw = 24, .oc = 64, .kh = 3, .kw = 3, .sh = 1,
          .sw = 1, .ph = 1, .pw = 1},
         {.mb = 2, .ic = 128, .ih = 12, .iw = 12, .oc = 128, .kh = 3, .kw = 3, .sh = 1,
          .sw = 1, .ph = 1, .pw = 1},
-        {.mb = 2, .ic = 256, .ih = 6, .iw = 6, .oc = 256, .kh = 3, .kw = 3, .sh = 1,
+        {.mb = 8, .ic = 256, .ih = 6, .iw = 6, .oc = 256, .kh = 3, .kw = 3, .sh = 1,
          .sw = 1, .ph = 1, .pw = 1},
         {.mb = 8, .ic = 64, .ih = 16, .iw = 16, .oc = 64, .kh = 3, .kw = 3, .sh = 1,
          .sw = 1, .ph = 1, .pw = 1},
@@ -240,15 +240,15 @@ TEST(conv2d_fast_paths_match_im2col)
         {.mb = 3, .ic = 5, .ih = 10, .iw = 14, .oc = 21, .kh = 3, .kw = 3, .sh = 1,
          .sw = 1, .ph = 1, .pw = 1},
         /* Odd planes: a last tile row and column half outside. */
-        {.mb = 3, .ic = 64, .ih = 7, .iw = 7, .oc = 64, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
+        {.mb = 4, .ic = 64, .ih = 7, .iw = 7, .oc = 64, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
          .ph = 1, .pw = 1},
-        {.mb = 2, .ic = 9, .ih = 15, .iw = 5, .oc = 17, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
+        {.mb = 2, .ic = 9, .ih = 15, .iw = 7, .oc = 17, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
          .ph = 1, .pw = 1},
         {.mb = 2, .ic = 6, .ih = 9, .iw = 35, .oc = 8, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
          .ph = 1, .pw = 1},
         /* Winograd for the data, im2col for the weights (too many
          * channels for Winograd's weight accumulators). */
-        {.mb = 2, .ic = 260, .ih = 7, .iw = 7, .oc = 256, .kh = 3, .kw = 3, .sh = 1,
+        {.mb = 4, .ic = 260, .ih = 7, .iw = 7, .oc = 256, .kh = 3, .kw = 3, .sh = 1,
          .sw = 1, .ph = 1, .pw = 1},
         /* One image: the threads share its blocks. */
         {.mb = 1, .ic = 16, .ih = 20, .iw = 20, .oc = 24, .kh = 3, .kw = 3, .sh = 1, .sw = 1,

@@ -1,4 +1,4 @@
-/* Winograd F(2x2, 3x3) (Lavin and Gray, 2015) for the 3x3 stride-1
+/* Winograd F(2x2, 3x3) for the 3x3 stride-1
  * convolutions: each 2x2 output tile comes from a 4x4 input tile d and the
  * 3x3 kernel g as
  *
@@ -27,7 +27,10 @@
 #include "core/status.h"
 #include "layers/conv_winograd.h"
 
-enum { E = 16 }; /* elements of a 4x4 tile */
+enum {
+    E = 16,         /* elements of a 4x4 tile */
+    MIN_TILES = 64, /* tiles in a batch below which the direct path is faster */
+};
 
 static int setting; /* 0 before RESNET_CONV is read, 1 on, 2 off */
 
@@ -56,7 +59,12 @@ int rn_winograd_suits(const rn_conv_shape *s)
      * 3x3 (4 tiles, 9 of 16 outputs kept) im2col is faster; 5x5 and 7x7
      * keep 69% and 77%. */
     int tiles = ((s->oh + 1) / 2) * ((s->ow + 1) / 2);
-    return tiles >= 8 && 2 * s->oh * s->ow >= 4 * tiles;
+    if (tiles < 8 || 2 * s->oh * s->ow < 4 * tiles)
+        return 0;
+    /* Each call transforms 16 x cin x cout weights. With few tiles in the
+     * batch, as at batch 1 on 14x14 and 7x7 planes, that costs more than
+     * Winograd saves. */
+    return (long)s->mb * tiles >= MIN_TILES;
 }
 
 static int round_up(int n, int m)
@@ -90,21 +98,28 @@ static void transform_kernel(float *u, size_t stride, const float g[9])
 }
 
 /* Layout: u[e][ob][c][RN_WINO_OC] for output-channel blocks ob, so that a
- * block's 8 weights of one input channel are adjacent. */
+ * block's 8 weights of one input channel are adjacent. The threads split
+ * the (ob, c) pairs, and each pair writes 8 adjacent floats per element:
+ * at batch 1 a scattered or serial transform of resnet18's 512-channel
+ * weights costs more than the convolution. */
 void rn_winograd_transform_weights(float *u, const float *weights, int cout, int cin, int flip)
 {
     int blocks = round_up(cout, RN_WINO_OC) / RN_WINO_OC;
     size_t stride = (size_t)blocks * RN_WINO_OC * cin; /* between elements */
-    memset(u, 0, sizeof(float) * E * stride);
-    for (int o = 0; o < cout; o++)
-        for (int c = 0; c < cin; c++) {
-            float g[9];
-            for (int k = 0; k < 9; k++)
+    long pairs = (long)blocks * cin;
+#pragma omp parallel for schedule(static)
+    for (long pair = 0; pair < pairs; pair++) {
+        int ob = (int)(pair / cin), c = (int)(pair % cin);
+        float *dst = u + (size_t)pair * RN_WINO_OC;
+        for (int i = 0; i < RN_WINO_OC; i++) {
+            int o = ob * RN_WINO_OC + i;
+            float g[9] = {0};
+            for (int k = 0; o < cout && k < 9; k++)
                 g[k] = flip ? weights[((size_t)c * cout + o) * 9 + 8 - k]
                             : weights[((size_t)o * cin + c) * 9 + k];
-            int ob = o / RN_WINO_OC, i = o % RN_WINO_OC;
-            transform_kernel(u + ((size_t)ob * cin + c) * RN_WINO_OC + i, stride, g);
+            transform_kernel(dst + i, stride, g);
         }
+    }
 }
 
 /* Tiles per block: the whole tile rows that fit in RN_WINO_TILES where a
@@ -185,8 +200,8 @@ input_tiles(float *v, size_t stride, const float *x, int wp, __mmask16 mask)
 /* Permutes that put up to 4 tile rows of tw <= 8 tiles into one vector,
  * row after row. Each padded row is loaded as 16 floats from its start (and
  * from its start + 2, for the tiles' columns 2 and 3). even[0] takes the
- * even columns of rows 0 and 1 of a group, even[1] those of rows 2 and 3,
- * into the lanes of `upper`; odd likewise. Lane 16 + k of a two-vector
+ * even columns of a group's rows 0 and 1. even[1] takes those of rows 2 and
+ * 3 into the lanes of `upper`. odd does the same for the odd columns. Lane 16 + k of a two-vector
  * permute is lane k of its second source. */
 typedef struct row_group {
     __m512i even[2], odd[2];
@@ -372,9 +387,9 @@ store_lanes(float *row, __mmask16 mask, __m512 v, int accumulate)
 }
 
 /* Y for up to 16 tiles of a tile row, into the output rows at out and
- * out + ow: the `cols` floats of each row that belong to n tiles (2n, or
- * one less at an odd plane's edge), in the first `rows` rows (2, or 1 at
- * an odd plane's last tile row). */
+ * out + ow. Each row takes the `cols` floats of the n tiles: 2n, or one
+ * less at an odd plane's edge. Only the first `rows` rows are written: 2,
+ * or 1 at an odd plane's last tile row. */
 static inline TARGET __attribute__((always_inline)) void
 output_tiles(float *out, int ow, const float *m, size_t stride, int n, int cols, int rows,
              float bias, int accumulate)
