@@ -147,6 +147,16 @@ void rn_bn_forward_train(float *dst, float *save_mean, float *save_invstd,
     }
 }
 
+void rn_bn_eval_coefficients(float *scale, float *shift, const float *gamma,
+                             const float *beta, const float *running_mean,
+                             const float *running_var, int c)
+{
+    for (int k = 0; k < c; k++) {
+        scale[k] = gamma[k] / sqrtf(running_var[k] + RN_BN_EPS);
+        shift[k] = beta[k] - running_mean[k] * scale[k];
+    }
+}
+
 void rn_bn_forward_eval(float *dst, const float *src, const float *gamma,
                         const float *beta, const float *running_mean,
                         const float *running_var, const rn_bn_shape *s,
@@ -159,8 +169,9 @@ void rn_bn_forward_eval(float *dst, const float *src, const float *gamma,
 #pragma omp parallel for collapse(2) schedule(static)
     for (int n = 0; n < s->mb; n++) {
         for (int c = 0; c < s->c; c++) {
-            float scale = gamma[c] / sqrtf(running_var[c] + RN_BN_EPS);
-            float shift = beta[c] - running_mean[c] * scale;
+            float scale, shift;
+            rn_bn_eval_coefficients(&scale, &shift, gamma + c, beta + c, running_mean + c,
+                                    running_var + c, 1);
             const float *x = src + n * batch_stride + c * hw;
             float *y = dst + n * batch_stride + c * hw;
             for (size_t i = 0; i < hw; i++) {

@@ -197,12 +197,35 @@ static void chunk_scatter(float *image, const float *chunk, size_t width, int ro
         memcpy(image + (size_t)r * ohw, chunk + r * width, sizeof(float) * ohw);
 }
 
-static void add_bias(float *dst_n, const float *bias, int oc, int ohw)
+/* Each step rounds as the separate layers do (BN's x * scale + shift, then
+ * the addition, then ReLU), so an inference plan that folds them gives the
+ * same bits as one that runs them. */
+RN_CLONES void rn_conv_finish(float *dst, const float *bias, const rn_conv_post *post,
+                              const rn_conv_shape *s, int n, int o0, int o1)
 {
-    for (int o = 0; o < oc; o++) {
-        float *row = dst_n + (size_t)o * ohw;
-        for (int p = 0; p < ohw; p++)
-            row[p] += bias[o];
+    size_t ohw = (size_t)s->oh * s->ow;
+    size_t image = (size_t)n * s->oc * ohw;
+    for (int o = o0; o < o1; o++) {
+        float *row = dst + image + (size_t)o * ohw;
+        if (bias) {
+            float b = bias[o];
+            for (size_t p = 0; p < ohw; p++)
+                row[p] += b;
+        }
+        if (!post)
+            continue;
+        float scale = post->scale[o], shift = post->shift[o];
+        for (size_t p = 0; p < ohw; p++)
+            row[p] = row[p] * scale + shift;
+        if (post->residual) {
+            const float *res = post->residual + image + (size_t)o * ohw;
+            for (size_t p = 0; p < ohw; p++)
+                row[p] += res[p];
+        }
+        if (post->relu) {
+            for (size_t p = 0; p < ohw; p++)
+                row[p] = !(row[p] > 0.0f) ? 0.0f : row[p];
+        }
     }
 }
 
@@ -210,7 +233,8 @@ static void add_bias(float *dst_n, const float *bias, int oc, int ohw)
  * the threads split im2col by channels and the product by columns. The
  * column buffer of one image fits the scratch, which has room for one per thread. */
 static void forward_shared(float *dst, const float *src, const float *weights,
-                           const float *bias, const rn_conv_shape *s, float *scratch)
+                           const float *bias, const rn_conv_shape *s, float *scratch,
+                           const rn_conv_post *post)
 {
     int groups = group_count(s);
     int k = s->ic / groups * s->kh * s->kw;
@@ -248,13 +272,23 @@ static void forward_shared(float *dst, const float *src, const float *weights,
                              dst_n + ((size_t)g * ocg + o0) * ohw, ohw);
             }
         }
-        if (bias)
-            add_bias(dst + n * dst_stride, bias, s->oc, ohw);
+        if (bias || post) {
+#pragma omp parallel for schedule(static)
+            for (int o = 0; o < s->oc; o++)
+                rn_conv_finish(dst, bias, post, s, n, o, o + 1);
+        }
     }
 }
 
 void rn_conv2d_forward(float *dst, const float *src, const float *weights,
                        const float *bias, const rn_conv_shape *s, float *scratch)
+{
+    rn_conv2d_forward_post(dst, src, weights, bias, s, scratch, NULL);
+}
+
+void rn_conv2d_forward_post(float *dst, const float *src, const float *weights,
+                            const float *bias, const rn_conv_shape *s, float *scratch,
+                            const rn_conv_post *post)
 {
     int groups = group_count(s);
     int k = s->ic / groups * s->kh * s->kw; /* reduction length of one group */
@@ -265,7 +299,7 @@ void rn_conv2d_forward(float *dst, const float *src, const float *weights,
 
     RN_ASSERT(s->ic % groups == 0 && s->oc % groups == 0);
     if (rn_conv_direct_applies(s)) {
-        rn_conv_direct_forward(dst, src, weights, bias, s, scratch);
+        rn_conv_direct_forward(dst, src, weights, bias, s, scratch, post);
         return;
     }
     int threads = omp_get_max_threads();
@@ -275,7 +309,7 @@ void rn_conv2d_forward(float *dst, const float *src, const float *weights,
     size_t per_thread = thread_scratch_numel(s, threads);
 
     if (s->mb < threads) {
-        forward_shared(dst, src, weights, bias, s, scratch);
+        forward_shared(dst, src, weights, bias, s, scratch, post);
         return;
     }
 #pragma omp parallel for schedule(static)
@@ -303,9 +337,9 @@ void rn_conv2d_forward(float *dst, const float *src, const float *weights,
                 chunk_scatter(dst + (n0 + j) * dst_stride, out + (size_t)j * ohw, width,
                               s->oc, ohw);
         }
-        if (bias) {
+        if (bias || post) {
             for (int j = 0; j < count; j++)
-                add_bias(dst + (n0 + j) * dst_stride, bias, s->oc, ohw);
+                rn_conv_finish(dst, bias, post, s, n0 + j, 0, s->oc);
         }
     }
 }

@@ -369,7 +369,8 @@ static size_t forward_work_numel(const rn_conv_shape *s)
 }
 
 void rn_conv_direct_forward(float *dst, const float *src, const float *weights,
-                            const float *bias, const rn_conv_shape *s, float *scratch)
+                            const float *bias, const rn_conv_shape *s, float *scratch,
+                            const rn_conv_post *post)
 {
     geometry g = geometry_of(s);
     float *images = scratch + packed_numel(s);
@@ -392,6 +393,8 @@ void rn_conv_direct_forward(float *dst, const float *src, const float *weights,
                            &g);
                 forward_image(dst + n * dst_stride, padded, &ps, s, &g, bias, 0,
                               padded + per_image);
+                if (post)
+                    rn_conv_finish(dst, NULL, post, s, n, 0, s->oc);
             }
         }
         return;
@@ -411,6 +414,11 @@ void rn_conv_direct_forward(float *dst, const float *src, const float *weights,
 #pragma omp for schedule(static)
             for (int item = 0; item < items; item++)
                 forward_item(dst + n * dst_stride, images, &ps, s, &g, bias, 0, item, work);
+            if (post) {
+#pragma omp for schedule(static)
+                for (int o = 0; o < s->oc; o++)
+                    rn_conv_finish(dst, NULL, post, s, n, o, o + 1);
+            }
         }
     }
 }
@@ -685,7 +693,8 @@ size_t rn_conv_direct_scratch_numel(const rn_conv_shape *s, int threads)
 }
 
 void rn_conv_direct_forward(float *dst, const float *src, const float *weights,
-                            const float *bias, const rn_conv_shape *s, float *scratch)
+                            const float *bias, const rn_conv_shape *s, float *scratch,
+                            const rn_conv_post *post)
 {
     RN_ASSERT(!"no direct convolution on this CPU");
 }

@@ -20,8 +20,10 @@ int rn_conv_direct_set_enabled(int enabled);
  * turned on or not; 0 where it never applies. */
 size_t rn_conv_direct_scratch_numel(const rn_conv_shape *s, int threads);
 
+/* post may be NULL (see rn_conv2d_forward_post). */
 void rn_conv_direct_forward(float *dst, const float *src, const float *weights,
-                            const float *bias, const rn_conv_shape *s, float *scratch);
+                            const float *bias, const rn_conv_shape *s, float *scratch,
+                            const rn_conv_post *post);
 
 /* Whether rn_conv_direct_backward computes this shape's weight gradient
  * well; where it does not, conv.c computes it with im2col. */

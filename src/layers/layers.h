@@ -53,6 +53,26 @@ size_t rn_conv2d_scratch_numel(const rn_conv_shape *s, int threads);
 void rn_conv2d_forward(float *dst, const float *src, const float *weights,
                        const float *bias, const rn_conv_shape *s, float *scratch);
 
+/* Work that an inference plan folds into a convolution, applied to each
+ * image's output while it is still in cache: y = y * scale[o] + shift[o]
+ * (an evaluation-mode BN), then + residual (a tensor of the output's
+ * shape, or NULL), then ReLU if relu is set. */
+typedef struct rn_conv_post {
+    const float *scale, *shift;
+    const float *residual;
+    int relu;
+} rn_conv_post;
+
+/* rn_conv2d_forward followed by post (NULL: nothing). */
+void rn_conv2d_forward_post(float *dst, const float *src, const float *weights,
+                            const float *bias, const rn_conv_shape *s, float *scratch,
+                            const rn_conv_post *post);
+
+/* Apply bias (may be NULL) and post (may be NULL) to output channels
+ * [o0, o1) of image n of dst. */
+void rn_conv_finish(float *dst, const float *bias, const rn_conv_post *post,
+                    const rn_conv_shape *s, int n, int o0, int o1);
+
 /* Any of diff_src, diff_weights, diff_bias may be NULL to skip it.
  * diff_src follows `mode`; parameter gradients always accumulate. */
 void rn_conv2d_backward(float *diff_src, float *diff_weights, float *diff_bias,
@@ -80,6 +100,12 @@ void rn_bn_forward_train(float *dst, float *save_mean, float *save_invstd,
                          const float *src, const float *gamma,
                          const float *beta, const rn_bn_shape *s,
                          rn_activation activation);
+
+/* Evaluation mode as y = x * scale + shift: the coefficients of c
+ * channels from the parameters and running statistics. */
+void rn_bn_eval_coefficients(float *scale, float *shift, const float *gamma,
+                             const float *beta, const float *running_mean,
+                             const float *running_var, int c);
 
 /* Evaluation mode: normalise with the running statistics. */
 void rn_bn_forward_eval(float *dst, const float *src, const float *gamma,

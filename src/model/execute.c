@@ -18,8 +18,15 @@ struct rn_plan {
     float **save_mean, **save_invstd; /* per node, BN only: (c) */
     /* Per BN node: the index of the ReLU node fused into it, or 0. */
     int *fused_relu;
-    /* Per node: 1 for a ReLU that runs inside the BN before it. */
+    /* Per node: 1 for a node that runs inside another one. That is a ReLU
+     * in the BN before it, or in inference plans a node folded into a
+     * convolution. */
     unsigned char *skip;
+    /* Per convolution node of an inference plan: 1 + the BN node folded
+     * into it (0: none), 1 + the value added after that BN (0: none), and
+     * whether a ReLU follows. */
+    int *fold_bn, *fold_residual;
+    unsigned char *fold_relu;
     int32_t **argmax;                 /* per node, max pooling only */
     rn_profile *profile;              /* NULL unless timing layers */
     int inference;                    /* forward in evaluation mode only */
@@ -59,6 +66,32 @@ static rn_pool_shape pool_shape(const rn_model *m, const rn_node *node, int mb)
     };
 }
 
+/* Fold the addition `node` (index k) into the convolution of one of its
+ * inputs. That input must be a folded BN's output that only the addition
+ * reads, with nothing folded after the BN yet. The other input must exist
+ * before the convolution runs. Returns whether it folded. */
+static int fold_addition(const rn_model *m, rn_plan *plan, const rn_node *node, int k,
+                         int *storage, const int *consumers, const int *producer,
+                         int *folded_into)
+{
+    int inputs[2] = {node->src, node->src2};
+    for (int j = 0; j < 2; j++) {
+        int x = inputs[j], other = inputs[1 - j];
+        int conv = folded_into[x];
+        if (conv < 0 || consumers[x] != 1 || x == other || plan->fold_relu[conv] ||
+            plan->fold_residual[conv])
+            continue;
+        if (other != 0 && producer[other] >= conv)
+            continue; /* not computed yet when the convolution runs */
+        plan->fold_residual[conv] = other + 1;
+        plan->skip[k] = 1;
+        storage[node->dst] = storage[x];
+        folded_into[node->dst] = conv;
+        return 1;
+    }
+    return 0;
+}
+
 /* A ReLU may overwrite its input when nothing else reads that input: no
  * backward pass reads its own output except ReLU's, so the value before the
  * ReLU is never needed again. A residual addition may likewise overwrite an
@@ -66,10 +99,16 @@ static rn_pool_shape pool_shape(const rn_model *m, const rn_node *node, int mb)
  * produced that input, because that ReLU's backward pass reads it. Returns,
  * per value, the value whose memory it uses (itself unless aliased). A ReLU
  * that directly follows the BN whose output it overwrites is fused into
- * that BN. */
-static void plan_aliases(const rn_model *m, int *storage, int *fused_relu,
-                         unsigned char *skip)
+ * that BN.
+ *
+ * With fold (inference), a BN that alone reads a convolution's output runs
+ * inside that convolution (rn_conv_post). So does an addition that alone
+ * reads the BN's output, once its other input is ready. So does a ReLU
+ * that alone reads the BN's output or the sum. */
+static void plan_aliases(const rn_model *m, int *storage, rn_plan *plan, int fold)
 {
+    int *fused_relu = plan->fused_relu;
+    unsigned char *skip = plan->skip;
     int *consumers = calloc(m->value_count, sizeof(int));
     RN_ASSERT(consumers);
     for (int i = 0; i < m->node_count; i++) {
@@ -78,15 +117,36 @@ static void plan_aliases(const rn_model *m, int *storage, int *fused_relu,
             consumers[m->nodes[i].src2]++;
     }
     int *producer = malloc(m->value_count * sizeof(int));
-    RN_ASSERT(producer);
+    int *folded_into = malloc(m->value_count * sizeof(int)); /* convolution node or -1 */
+    RN_ASSERT(producer && folded_into);
     for (int v = 0; v < m->value_count; v++) {
         storage[v] = v;
         producer[v] = -1;
+        folded_into[v] = -1;
     }
     for (int i = 0; i < m->node_count; i++)
         producer[m->nodes[i].dst] = i;
     for (int i = 0; i < m->node_count; i++) {
         const rn_node *node = &m->nodes[i];
+        int conv = producer[node->src];
+        if (fold && node->kind == RN_NODE_BN && conv >= 0 &&
+            m->nodes[conv].kind == RN_NODE_CONV && consumers[node->src] == 1) {
+            plan->fold_bn[conv] = i + 1;
+            skip[i] = 1;
+            storage[node->dst] = storage[node->src];
+            folded_into[node->dst] = conv;
+            continue;
+        }
+        if (fold && node->kind == RN_NODE_ADD && fold_addition(m, plan, node, i, storage,
+                                                              consumers, producer, folded_into))
+            continue;
+        if (fold && node->kind == RN_NODE_RELU && folded_into[node->src] >= 0 &&
+            consumers[node->src] == 1) {
+            plan->fold_relu[folded_into[node->src]] = 1;
+            skip[i] = 1;
+            storage[node->dst] = storage[node->src];
+            continue;
+        }
         if (node->kind == RN_NODE_ADD) {
             int inputs[2] = {node->src, node->src2};
             for (int k = 0; k < 2; k++) {
@@ -108,6 +168,7 @@ static void plan_aliases(const rn_model *m, int *storage, int *fused_relu,
     }
     free(consumers);
     free(producer);
+    free(folded_into);
 }
 
 /* Gradient slots: a value's gradient lives from the backward pass of its
@@ -180,6 +241,9 @@ void rn_plan_destroy(rn_plan *plan)
     free(plan->argmax);
     free(plan->fused_relu);
     free(plan->skip);
+    free(plan->fold_bn);
+    free(plan->fold_residual);
+    free(plan->fold_relu);
     rn_free_aligned(plan->scratch);
     rn_free_aligned(plan->activation_block);
     rn_free_aligned(plan->grad_block);
@@ -296,9 +360,13 @@ static rn_status plan_create(const rn_model *m, int mb, enum plan_kind kind, rn_
     plan->argmax = calloc(nn, sizeof(int32_t *));
     plan->fused_relu = calloc(nn, sizeof(int));
     plan->skip = calloc(nn, 1);
+    plan->fold_bn = calloc(nn, sizeof(int));
+    plan->fold_residual = calloc(nn, sizeof(int));
+    plan->fold_relu = calloc(nn, 1);
     if (!plan->value_data || !plan->grad_data || !plan->grad_ready ||
         !plan->save_mean || !plan->save_invstd || !plan->argmax ||
-        !plan->fused_relu || !plan->skip)
+        !plan->fused_relu || !plan->skip || !plan->fold_bn || !plan->fold_residual ||
+        !plan->fold_relu)
         goto nomem;
 
     /* Activations: one region per stored value, or for inference regions
@@ -308,7 +376,7 @@ static rn_status plan_create(const rn_model *m, int mb, enum plan_kind kind, rn_
         for (int v = 0; v < nv; v++)
             storage[v] = v;
     } else {
-        plan_aliases(m, storage, plan->fused_relu, plan->skip);
+        plan_aliases(m, storage, plan, kind == PLAN_INFERENCE);
     }
     size_t activation_numel = 0;
     if (kind == PLAN_INFERENCE) {
@@ -450,8 +518,23 @@ const float *rn_model_forward(rn_model *m, rn_plan *plan, const float *images,
         switch (node->kind) {
         case RN_NODE_CONV: {
             rn_conv_shape s = conv_shape(m, node, mb);
-            rn_conv2d_forward(dst, src, param(m, node->weights), param(m, node->bias),
-                              &s, plan->scratch);
+            rn_conv_post post = {0};
+            int bn = plan->fold_bn[i] - 1;
+            if (bn >= 0) {
+                /* The BN's unused statistics buffers take its coefficients. */
+                const rn_node *b = &m->nodes[bn];
+                rn_bn_eval_coefficients(plan->save_mean[bn], plan->save_invstd[bn],
+                                        param(m, b->weights), param(m, b->bias),
+                                        buffer(m, b->running_mean), buffer(m, b->running_var),
+                                        s.oc);
+                post.scale = plan->save_mean[bn];
+                post.shift = plan->save_invstd[bn];
+                if (plan->fold_residual[i])
+                    post.residual = plan->value_data[plan->fold_residual[i] - 1];
+                post.relu = plan->fold_relu[i] || plan->fused_relu[bn];
+            }
+            rn_conv2d_forward_post(dst, src, param(m, node->weights), param(m, node->bias),
+                                   &s, plan->scratch, bn >= 0 ? &post : NULL);
             break;
         }
         case RN_NODE_BN: {
