@@ -171,15 +171,43 @@ static void plan_aliases(const rn_model *m, int *storage, rn_plan *plan, int fol
     free(folded_into);
 }
 
+/* Whether the addition `node` (index k) can give its output's gradient,
+ * unchanged, to input `second` as well as to `first`, the two then sharing
+ * one buffer. No backward pass writes into its output's gradient, so that
+ * holds when only the addition reads `second` and every other reader of
+ * `first`, which adds into the buffer, runs before `second`'s producer in
+ * the forward pass, and so after it in the backward pass. */
+static int grad_shares(const rn_model *m, int k, int first, int second, const int *producer)
+{
+    int p = second > 0 ? producer[second] : -1;
+    if (p < 0 || second == first)
+        return 0;
+    for (int i = 0; i < m->node_count; i++) {
+        const rn_node *node = &m->nodes[i];
+        int reads_second = node->src == second || node->src2 == second;
+        int reads_first = node->src == first || node->src2 == first;
+        if (i != k && (reads_second || (reads_first && i > p)))
+            return 0;
+    }
+    return 1;
+}
+
 /* Gradient slots: a value's gradient lives from the backward pass of its
  * last reader to that of its producer, so slots are reused in reverse order.
+ * A slot is free again once every value in it has been released.
  * Fills slot_of[value] and slot sizes; returns the slot count. */
 static int plan_grad_slots(const rn_model *m, int mb, int *slot_of,
                            size_t *slot_numel, int *slot_busy)
 {
     int slots = 0;
-    for (int v = 0; v < m->value_count; v++)
+    int *producer = malloc(m->value_count * sizeof(int));
+    RN_ASSERT(producer);
+    for (int v = 0; v < m->value_count; v++) {
         slot_of[v] = -1;
+        producer[v] = -1;
+    }
+    for (int i = 0; i < m->node_count; i++)
+        producer[m->nodes[i].dst] = i;
 
     int last = m->nodes[m->node_count - 1].dst;
     for (int i = m->node_count; i >= 0; i--) {
@@ -194,15 +222,22 @@ static int plan_grad_slots(const rn_model *m, int mb, int *slot_of,
         }
         /* The two inputs of an addition get the output's gradient as it
          * is: the first of them to need a slot takes over the output's, so
-         * the backward pass copies the gradient once, not twice. */
+         * the backward pass copies the gradient at most once. Where
+         * grad_shares() allows, the other input takes it too and nothing is
+         * copied. */
         if (i < m->node_count && m->nodes[i].kind == RN_NODE_ADD && slot_of[release] >= 0) {
+            int out_slot = slot_of[release];
+            int takes[2] = {0, 0};
+            for (int k = 0; k < 2; k++)
+                takes[k] = want[k] > 0 && slot_of[want[k]] < 0 &&
+                           value_numel(m, want[k], mb) == value_numel(m, release, mb);
+            if (takes[0] && takes[1] && !grad_shares(m, i, want[0], want[1], producer) &&
+                !grad_shares(m, i, want[1], want[0], producer))
+                takes[1] = 0;
             for (int k = 0; k < 2; k++) {
-                int v = want[k];
-                if (v > 0 && slot_of[v] < 0 &&
-                    value_numel(m, v, mb) == value_numel(m, release, mb)) {
-                    slot_of[v] = slot_of[release];
-                    release = -1;
-                    break;
+                if (takes[k]) {
+                    slot_of[want[k]] = out_slot;
+                    slot_busy[out_slot]++;
                 }
             }
         }
@@ -223,9 +258,11 @@ static int plan_grad_slots(const rn_model *m, int mb, int *slot_of,
             slot_busy[best] = 1;
             slot_of[v] = best;
         }
+        /* slot_busy counts the values holding a slot. */
         if (release > 0 && slot_of[release] >= 0)
-            slot_busy[slot_of[release]] = 0;
+            slot_busy[slot_of[release]]--;
     }
+    free(producer);
     return slots;
 }
 
