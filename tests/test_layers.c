@@ -327,10 +327,28 @@ TEST(maxpool_without_indices_matches)
     float *with = malloc(n_dst * sizeof(float)), *without = malloc(n_dst * sizeof(float));
     int32_t *argmax = malloc(n_dst * sizeof(int32_t));
     for (size_t i = 0; i < n_src; i++)
-        src[i] = (float)((i * 2654435761u) % 101) - 50.0f;
+        src[i] = (float)((i * 2654435761u) % 7) - 3.0f;
     rn_maxpool_forward(with, argmax, src, &s);
     rn_maxpool_forward(without, NULL, src, &s);
     CHECK(memcmp(with, without, n_dst * sizeof(float)) == 0);
+
+    /* Each index is the first position in its window that holds the
+     * maximum: with 7 distinct values, most windows hold ties. */
+    size_t planes = (size_t)s.mb * s.c, out_plane = (size_t)s.oh * s.ow;
+    int wrong = 0;
+    for (size_t p = 0; p < planes; p++)
+        for (int oy = 0; oy < s.oh; oy++)
+            for (int ox = 0; ox < s.ow; ox++) {
+                const float *x = src + p * s.ih * s.iw;
+                int first = -1;
+                for (int iy = oy * 2 - 1; iy <= oy * 2 + 1; iy++)
+                    for (int ix = ox * 2 - 1; ix <= ox * 2 + 1; ix++)
+                        if (iy >= 0 && iy < s.ih && ix >= 0 && ix < s.iw &&
+                            (first < 0 || x[iy * s.iw + ix] > x[first]))
+                            first = iy * s.iw + ix;
+                wrong += argmax[p * out_plane + oy * s.ow + ox] != first;
+            }
+    CHECK_MSG(wrong == 0, "%d indices are not the window's first maximum", wrong);
     free(src), free(with), free(without), free(argmax);
 }
 

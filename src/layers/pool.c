@@ -48,6 +48,43 @@ RN_CLONES static void maxpool_plane(float *y, const float *x, const rn_pool_shap
     }
 }
 
+/* One output plane with the index of each maximum, for training, as
+ * passes over output rows like maxpool_plane. Taps come in the window's
+ * row-major order, so the first maximum wins; the first tap of each window
+ * is always taken, and after it the first NaN. */
+RN_CLONES static void maxpool_plane_indices(float *y, int32_t *arg, const float *x,
+                                            const rn_pool_shape *s)
+{
+    for (int oy = 0; oy < s->oh; oy++) {
+        float *out = y + (size_t)oy * s->ow;
+        int32_t *index = arg + (size_t)oy * s->ow;
+        for (int ox = 0; ox < s->ow; ox++) {
+            out[ox] = -INFINITY;
+            index[ox] = -1;
+        }
+        for (int ki = 0; ki < s->kh; ki++) {
+            int iy = oy * s->sh - s->ph + ki;
+            if (iy < 0 || iy >= s->ih)
+                continue;
+            for (int kj = 0; kj < s->kw; kj++) {
+                int offset = kj - s->pw; /* ix = ox * sw + offset */
+                int begin = offset >= 0 ? 0 : (-offset + s->sw - 1) / s->sw;
+                int end = (s->iw - offset + s->sw - 1) / s->sw;
+                end = end > s->ow ? s->ow : end;
+                int32_t base = iy * s->iw + offset;
+                const float *in = x + base;
+                int sw = s->sw;
+                for (int ox = begin; ox < end; ox++) {
+                    float v = in[ox * sw], best = out[ox];
+                    int take = (v > best) | ((v != v) & (best == best)) | (index[ox] < 0);
+                    out[ox] = take ? v : best;
+                    index[ox] = take ? base + ox * sw : index[ox];
+                }
+            }
+        }
+    }
+}
+
 void rn_maxpool_forward(float *dst, int32_t *argmax, const float *src,
                         const rn_pool_shape *s)
 {
@@ -60,41 +97,10 @@ void rn_maxpool_forward(float *dst, int32_t *argmax, const float *src,
     }
     size_t in_plane = (size_t)s->ih * s->iw;
     size_t out_plane = (size_t)s->oh * s->ow;
-
 #pragma omp parallel for schedule(static)
-    for (long plane = 0; plane < (long)s->mb * s->c; plane++) {
-        const float *x = src + plane * in_plane;
-        float *y = dst + plane * out_plane;
-        int32_t *arg = argmax + plane * out_plane;
-        for (int oy = 0; oy < s->oh; oy++) {
-            /* The window clipped to the image; PyTorch's padding never
-             * wins, so it is skipped rather than read as -inf. */
-            int y0 = oy * s->sh - s->ph, y1 = y0 + s->kh;
-            y0 = y0 < 0 ? 0 : y0;
-            y1 = y1 > s->ih ? s->ih : y1;
-            for (int ox = 0; ox < s->ow; ox++) {
-                int x0 = ox * s->sw - s->pw, x1 = x0 + s->kw;
-                x0 = x0 < 0 ? 0 : x0;
-                x1 = x1 > s->iw ? s->iw : x1;
-                int32_t best_index = y0 * s->iw + x0;
-                float best = x[best_index];
-                for (int iy = y0; iy < y1; iy++) {
-                    for (int ix = x0; ix < x1; ix++) {
-                        int32_t index = iy * s->iw + ix;
-                        float v = x[index];
-                        /* The first maximum wins, and the first NaN stays:
-                         * a select rather than a branch, which the data
-                         * would mispredict. */
-                        int take = (v > best) | ((v != v) & (best == best));
-                        best = take ? v : best;
-                        best_index = take ? index : best_index;
-                    }
-                }
-                y[oy * s->ow + ox] = best;
-                arg[oy * s->ow + ox] = best_index;
-            }
-        }
-    }
+    for (long plane = 0; plane < (long)s->mb * s->c; plane++)
+        maxpool_plane_indices(dst + plane * out_plane, argmax + plane * out_plane,
+                              src + plane * in_plane, s);
 }
 
 void rn_maxpool_backward(float *diff_src, const float *diff_dst,
