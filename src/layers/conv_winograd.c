@@ -644,6 +644,7 @@ void rn_winograd_grad_finish(float *diff_weights, const float *acc, size_t strid
 {
     int cinp = grad_cin(cin), ocp = grad_ocp(cout);
     size_t e_stride = (size_t)cinp * ocp;
+#pragma omp parallel for schedule(static)
     for (int o = 0; o < cout; o++)
         for (int c = 0; c < cin; c++) {
             float x[4][4], z[3][4];
