@@ -7,6 +7,7 @@
 #include "core/status.h"
 #include "kernels/gemm.h"
 #include "layers/layers.h"
+#include "model/graph.h"
 #include "model/model.h"
 #include "test.h"
 
@@ -287,6 +288,73 @@ static void check_inference_plan(const char *arch, int c, int h, int w, rn_short
     free(x);
     rn_plan_destroy(train);
     rn_plan_destroy(infer);
+    rn_model_destroy(m);
+}
+
+/* The loss sum(logits * weights) of one forward pass. */
+static double weighted_logits(rn_model *m, rn_plan *plan, const float *x, int mb,
+                              const float *weights)
+{
+    const float *logits = rn_model_forward(m, plan, x, mb, 0);
+    double sum = 0.0;
+    for (int i = 0; i < mb * m->config.classes; i++)
+        sum += (double)logits[i] * weights[i];
+    return sum;
+}
+
+/* out = x + conv1(x): the producer of the addition's second input reads
+ * the first, so the two inputs cannot share one gradient buffer (conv1's
+ * backward reads y's gradient while adding into x's). conv1's bias
+ * gradient against central differences of the loss. */
+TEST(model_addition_of_a_layer_and_its_input)
+{
+    rn_model *m = calloc(1, sizeof *m);
+    m->config = (rn_model_config){.in_c = 3, .in_h = 8, .in_w = 8, .classes = 4};
+    snprintf(m->config.arch, sizeof m->config.arch, "test");
+    int img = rn_graph_input(m, 3, 8, 8);
+    int x = rn_graph_relu(m, rn_graph_conv(m, img, "conv0", 4, 3, 1, 1, 1));
+    int y = rn_graph_conv(m, x, "conv1", 4, 3, 1, 1, 1);
+    int sum = 0;
+    CHECK_OK(rn_graph_add(m, x, y, "add", &sum));
+    rn_graph_linear(m, rn_graph_avgpool(m, sum, "pool"), "fc", 4);
+    m->param_data = rn_alloc_aligned(m->param_numel * sizeof(float));
+    m->grad_data = rn_alloc_aligned(m->param_numel * sizeof(float));
+    m->buffer_data = rn_alloc_aligned((m->buffer_numel + 16) * sizeof(float));
+    m->num_batches_tracked = calloc(m->bn_count + 1, sizeof(int64_t));
+    rn_model_init(m, RN_INIT_KAIMING, 0, 1);
+
+    enum { MB = 2 };
+    float images[MB * 3 * 8 * 8], weights[MB * 4];
+    for (int i = 0; i < MB * 3 * 8 * 8; i++)
+        images[i] = sinf(0.7f * (float)i);
+    for (int i = 0; i < MB * 4; i++)
+        weights[i] = cosf(1.1f * (float)i);
+    rn_plan *plan = NULL;
+    CHECK_OK(rn_plan_create(m, MB, &plan));
+    if (plan) {
+        rn_model_forward(m, plan, images, MB, 1);
+        rn_model_zero_grad(m);
+        rn_model_backward(m, plan, weights);
+        const rn_tensor_entry *bias = NULL;
+        for (int p = 0; p < m->param_count; p++)
+            if (strcmp(m->params[p].name, "conv1.bias") == 0)
+                bias = &m->params[p];
+        CHECK(bias != NULL);
+        for (size_t j = 0; bias && j < bias->numel; j++) {
+            float *b = m->param_data + bias->offset + j, saved = *b, h = 1e-2f;
+            *b = saved + h;
+            double up = weighted_logits(m, plan, images, MB, weights);
+            *b = saved - h;
+            double down = weighted_logits(m, plan, images, MB, weights);
+            *b = saved;
+            double numeric = (up - down) / (2.0 * h);
+            double analytic = m->grad_data[bias->offset + j];
+            CHECK_MSG(fabs(analytic - numeric) <= 1e-2 + 1e-2 * fabs(numeric),
+                      "conv1.bias[%zu]: gradient %.6g, central difference %.6g", j, analytic,
+                      numeric);
+        }
+    }
+    rn_plan_destroy(plan);
     rn_model_destroy(m);
 }
 

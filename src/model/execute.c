@@ -186,7 +186,8 @@ static int grad_shares(const rn_model *m, int k, int first, int second, const in
         const rn_node *node = &m->nodes[i];
         int reads_second = node->src == second || node->src2 == second;
         int reads_first = node->src == first || node->src2 == first;
-        if (i != k && (reads_second || (reads_first && i > p)))
+        /* i == p: second's producer would read the buffer it writes. */
+        if (i != k && (reads_second || (reads_first && i >= p)))
             return 0;
     }
     return 1;
