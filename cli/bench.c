@@ -23,6 +23,8 @@ static const char BENCH_HELP[] =
     "(a training step counts 3 times the forward multiply-accumulates, 2 FLOPs\n"
     "each), the machine's FP32 peak measured by a loop of FMAs on the same threads\n"
     "with the share of it reached, and the process's peak resident memory.\n"
+    "GFLOP/s count the multiply-accumulates of a direct convolution, so Winograd\n"
+    "convolutions, which need fewer, can exceed the peak.\n"
     "\n"
     "  --model NAME       model to time (default resnet20)\n"
     "  -b, --batch-size N images per step (default 128)\n"
@@ -75,9 +77,9 @@ static void print_profile(const rn_model *m, const rn_profile *p, double other,
 
     printf("\nper step, %d steps:\n", steps);
     if (inference)
-        printf("%-20s %10s %7s %12s\n", "layers", "ms", "share", "GFLOP/s");
+        printf("%-22s %10s %7s %12s\n", "layers", "ms", "share", "GFLOP/s");
     else
-        printf("%-20s %10s %10s %7s %12s %12s\n", "layers", "fwd ms", "bwd ms", "share",
+        printf("%-22s %10s %10s %7s %12s %12s\n", "layers", "fwd ms", "bwd ms", "share",
                "fwd GFLOP/s", "bwd GFLOP/s");
     double accounted = 0.0;
     for (int c = 0; c < RN_PROFILE_CLASSES; c++) {
@@ -85,7 +87,7 @@ static void print_profile(const rn_model *m, const rn_profile *p, double other,
         accounted += fwd + bwd;
         if (fwd + bwd == 0.0)
             continue;
-        printf("%-20s %10.2f", rn_profile_class_name(c), 1e3 * fwd);
+        printf("%-22s %10.2f", rn_profile_class_name(c), 1e3 * fwd);
         if (!inference)
             printf(" %10.2f", 1e3 * bwd);
         printf(" %6.1f%%", 100.0 * (fwd + bwd) * steps / seconds);
@@ -97,9 +99,9 @@ static void print_profile(const rn_model *m, const rn_profile *p, double other,
     }
     double rest = seconds / steps - accounted - other / steps;
     if (!inference)
-        printf("%-20s %21.2f %6.1f%%\n", "loss, zero grad, SGD", 1e3 * other / steps,
+        printf("%-22s %21.2f %6.1f%%\n", "loss, zero grad, SGD", 1e3 * other / steps,
                100.0 * other / seconds);
-    printf("%-20s %*.2f %6.1f%%\n", "between layers", inference ? 10 : 21, 1e3 * rest,
+    printf("%-22s %*.2f %6.1f%%\n", "between layers", inference ? 10 : 21, 1e3 * rest,
            100.0 * rest * steps / seconds);
 }
 

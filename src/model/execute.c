@@ -777,7 +777,7 @@ rn_profile_class rn_node_profile_class(const rn_model *m, int i)
 const char *rn_profile_class_name(rn_profile_class c)
 {
     static const char *const names[RN_PROFILE_CLASSES] = {
-        "conv, direct", "conv, im2col+GEMM", "batch norm (+ReLU)", "ReLU",
+        "conv, Winograd/direct", "conv, im2col+GEMM", "batch norm (+ReLU)", "ReLU",
         "residual add", "pooling", "linear", "shortcut A",
     };
     return c < RN_PROFILE_CLASSES ? names[c] : "?";
