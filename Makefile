@@ -68,6 +68,10 @@ test: all fixtures
 	RESNET_BIN=$(BUILD)/resnet RESNET_PYTHON=$(PYTHON) RESNET_FIXTURES=$(FIXTURES) \
 	    ./$(BUILD)/run_tests
 
+# Layer timing of the three convolution paths (bench/conv_paths.c).
+$(BUILD)/conv_paths: $(BUILD)/bench/conv_paths.o $(BUILD)/libresnet.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 clean:
 	rm -rf $(BUILD)
 

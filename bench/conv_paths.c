@@ -1,0 +1,83 @@
+/* Time one 3x3 convolution layer (stride 1, padding 1) on each of
+ * resnet.c's paths: im2col and GEMM, the direct kernel, and Winograd.
+ *
+ *   make build/conv_paths && ./build/conv_paths BATCH CHANNELS SIZE [REPEATS]
+ *
+ * Prints, for the forward pass, the data gradient and the weight gradient,
+ * the best time of REPEATS runs (default 10) and GFLOP/s counted as a
+ * direct convolution's 2 * multiply-accumulates, so Winograd's figures can
+ * exceed the machine's peak. */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core/status.h"
+#include "kernels/gemm.h"
+#include "layers/conv_direct.h"
+#include "layers/conv_winograd.h"
+#include "layers/layers.h"
+
+static int parse(const char *text, int min, int *out)
+{
+    char *end;
+    long v = strtol(text, &end, 10);
+    if (end == text || *end || v < min || v > 100000)
+        return 0;
+    *out = (int)v;
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    int mb, c, size, repeats = 10;
+    if (argc < 4 || argc > 5 || !parse(argv[1], 1, &mb) || !parse(argv[2], 1, &c) ||
+        !parse(argv[3], 1, &size) || (argc == 5 && !parse(argv[4], 1, &repeats))) {
+        fprintf(stderr, "usage: conv_paths BATCH CHANNELS SIZE [REPEATS]\n");
+        return 2;
+    }
+    rn_conv_shape s = {.mb = mb, .ic = c, .ih = size, .iw = size, .oc = c, .kh = 3, .kw = 3,
+                       .sh = 1, .sw = 1, .ph = 1, .pw = 1};
+    rn_conv_shape_infer(&s);
+    size_t n_src = (size_t)mb * c * size * size, n_w = (size_t)c * c * 9;
+    float *x = rn_alloc_aligned(n_src * sizeof(float));
+    float *y = rn_alloc_aligned(n_src * sizeof(float));
+    float *dx = rn_alloc_aligned(n_src * sizeof(float));
+    float *w = rn_alloc_aligned(n_w * sizeof(float));
+    float *dw = rn_alloc_aligned(n_w * sizeof(float));
+    float *scratch = rn_alloc_aligned(rn_conv2d_scratch_numel(&s, omp_get_max_threads()) *
+                                      sizeof(float));
+    if (!x || !y || !dx || !w || !dw || !scratch) {
+        fprintf(stderr, "conv_paths: out of memory\n");
+        return 1;
+    }
+    for (size_t i = 0; i < n_src; i++)
+        x[i] = (float)(i % 13) * 0.1f - 0.6f;
+    for (size_t i = 0; i < n_w; i++)
+        w[i] = (float)(i % 7) * 0.01f - 0.03f;
+
+    double flops = 2.0 * mb * c * c * 9 * (double)s.oh * s.ow;
+    printf("batch %d, %d -> %d channels, %dx%d, %d threads; GFLOP/s of a direct convolution\n",
+           mb, c, c, size, size, omp_get_max_threads());
+    printf("%-9s %12s %12s %12s\n", "path", "forward", "data grad", "weight grad");
+    const char *names[] = {"im2col", "direct", "winograd"};
+    for (int path = 0; path < 3; path++) {
+        rn_conv_direct_set_enabled(path > 0);
+        rn_winograd_set_enabled(path == 2);
+        double best[3] = {1e30, 1e30, 1e30};
+        for (int r = 0; r < repeats; r++) {
+            double t0 = omp_get_wtime();
+            rn_conv2d_forward(y, x, w, NULL, &s, scratch);
+            double t1 = omp_get_wtime();
+            rn_conv2d_backward(dx, NULL, NULL, y, x, w, &s, scratch, RN_GRAD_OVERWRITE);
+            double t2 = omp_get_wtime();
+            rn_conv2d_backward(NULL, dw, NULL, y, x, w, &s, scratch, RN_GRAD_OVERWRITE);
+            double t3 = omp_get_wtime();
+            double t[3] = {t1 - t0, t2 - t1, t3 - t2};
+            for (int k = 0; k < 3; k++)
+                best[k] = t[k] < best[k] ? t[k] : best[k];
+        }
+        printf("%-9s %12.1f %12.1f %12.1f\n", names[path], 1e-9 * flops / best[0],
+               1e-9 * flops / best[1], 1e-9 * flops / best[2]);
+    }
+    return 0;
+}
