@@ -1,6 +1,5 @@
-/* Winograd F(2x2, 3x3) for the 3x3 stride-1
- * convolutions: each 2x2 output tile comes from a 4x4 input tile d and the
- * 3x3 kernel g as
+/* Winograd F(2x2, 3x3) for the 3x3 stride-1 convolutions: each 2x2 output
+ * tile comes from a 4x4 input tile d and the 3x3 kernel g as
  *
  *     Y = A^T [(G g G^T) . (B^T d B)] A
  *
@@ -10,16 +9,23 @@
  * (cin, tiles) from the input: 16 multiplications per tile and input
  * channel instead of 36 for the direct convolution.
  *
- * Tiles are numbered row by row over the image, and a block holds 48 of
- * them, 16 to a vector. The input transform loads 16 tiles of a row at once
- * and deinterleaves their columns with permutes. The product keeps 8 output
- * channels x 48 tiles in 24 accumulators, like the direct kernel.
+ * Tiles are numbered row by row over the image, and a block holds up to 48
+ * of them, 16 to a vector. The input transform loads 16 tiles of a row at
+ * once and deinterleaves their columns with permutes; rows of 8 tiles or
+ * fewer share a vector, up to 4 of them. The product keeps 8 output
+ * channels x 48 tiles in 24 accumulators, like the direct kernel. Odd
+ * planes get a last tile row and column half outside, clipped on output.
  *
  * Backward data is the same computation with the transposed, rotated
  * weights, as in conv_direct.c. The weight gradient follows from the same
  * formula: dU[e] = sum over tiles of (A dY A^T)[e] V[e], and dg = G^T dU G.
  * There the output channels lie in the vectors, from the transposed output
- * gradient. */
+ * gradient.
+ *
+ * NOTE: the transforms mix values that a direct convolution keeps apart. A
+ * NaN or Inf in the input reaches all 9 taps of the affected kernels'
+ * weight gradient, not only those that see it, and inputs near the float
+ * limit (about 1e38) can overflow where the direct sum does not. */
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
