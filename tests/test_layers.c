@@ -246,9 +246,12 @@ TEST(conv2d_fast_paths_match_im2col)
          .ph = 1, .pw = 1},
         {.mb = 2, .ic = 6, .ih = 9, .iw = 35, .oc = 8, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
          .ph = 1, .pw = 1},
+        /* Winograd's weight gradient summing 2 images per call. */
+        {.mb = 4, .ic = 260, .ih = 7, .iw = 7, .oc = 256, .kh = 3, .kw = 3, .sh = 1,
+         .sw = 1, .ph = 1, .pw = 1},
         /* Winograd for the data, im2col for the weights (too many
          * channels for Winograd's weight accumulators). */
-        {.mb = 4, .ic = 260, .ih = 7, .iw = 7, .oc = 256, .kh = 3, .kw = 3, .sh = 1,
+        {.mb = 4, .ic = 520, .ih = 7, .iw = 7, .oc = 512, .kh = 3, .kw = 3, .sh = 1,
          .sw = 1, .ph = 1, .pw = 1},
         /* One image: the threads share its blocks. */
         {.mb = 1, .ic = 16, .ih = 20, .iw = 20, .oc = 24, .kh = 3, .kw = 3, .sh = 1, .sw = 1,

@@ -544,18 +544,25 @@ __attribute__((target("avx512f"))) static void transpose_gradient(float *dyt, co
         }
 }
 
-/* Per-thread scratch of the backward pass. */
+/* Per-thread scratch of the backward pass: x_pad and dyt hold `group`
+ * images each, which Winograd's weight gradient sums at once. */
 typedef struct backward_scratch {
     size_t x_pad, dy_pad, dyt, dwt, work; /* floats of each */
+    size_t x_pad_one, dyt_one;            /* of one image */
+    int group;
 } backward_scratch;
 
 static backward_scratch backward_sizes(const rn_conv_shape *s, const geometry *g)
 {
     int ocp = (s->oc + 15) & ~15;
+    rn_wino_planes planes = planes_of(s, g);
     backward_scratch b;
-    b.x_pad = padded_numel(g, s->ic);
+    b.group = rn_winograd_suits(s) ? rn_winograd_grad_group(&planes) : 1;
+    b.x_pad_one = padded_numel(g, s->ic);
+    b.dyt_one = round16((size_t)s->oh * s->ow * ocp);
+    b.x_pad = b.group * b.x_pad_one;
     b.dy_pad = padded_numel(g, s->oc);
-    b.dyt = round16((size_t)s->oh * s->ow * ocp);
+    b.dyt = b.group * b.dyt_one;
     b.dwt = round16((size_t)s->ic * s->kh * s->kw * ocp);
     b.work = 0;
     if (rn_winograd_suits(s)) {
@@ -563,7 +570,7 @@ static backward_scratch backward_sizes(const rn_conv_shape *s, const geometry *g
          * area serves both directions. */
         size_t acc = round16(rn_winograd_grad_numel(s->ic, s->oc));
         size_t data = rn_winograd_block_numel(s->oc);
-        size_t grad = rn_winograd_grad_block_numel(s->ic, s->oc);
+        size_t grad = rn_winograd_grad_block_numel(s->ic, s->oc, &planes);
         if (acc > b.dwt)
             b.dwt = acc;
         b.work = round16(data > grad ? data : grad);
@@ -606,12 +613,13 @@ static void weight_gradient_image(float *dwt, const float *x_pad, const float *d
     }
 }
 
-/* Winograd's weight gradient keeps 16 cin x cout accumulators per thread.
- * Past 256 x 256 channels (4 MiB) they fall out of the cache: at 512 x 512
- * on a 7x7 plane it reached 93 GFLOP/s, im2col 151. */
+/* Winograd's weight gradient keeps 16 cin x cout accumulators per thread
+ * (16 MiB at 512 x 512). Summing several images per visit keeps them
+ * affordable up to 512 x 512: on 7x7 planes, 218 GFLOP/s against im2col's
+ * 155. Past that, im2col computes the weight gradient. */
 static int winograd_weights(const rn_conv_shape *s)
 {
-    return rn_winograd_enabled() && rn_winograd_suits(s) && (size_t)s->ic * s->oc <= 256 * 256;
+    return rn_winograd_enabled() && rn_winograd_suits(s) && (size_t)s->ic * s->oc <= 512 * 512;
 }
 
 int rn_conv_direct_weights_apply(const rn_conv_shape *s)
@@ -642,6 +650,15 @@ void rn_conv_direct_backward(float *diff_src, float *diff_weights,
     if (diff_src)
         ps = prepare(scratch, weights, s, &g, 1);
 
+    /* Images per weight-gradient group: as many as Winograd sums at once,
+     * but no fewer groups than threads. */
+    int threads = omp_get_max_threads();
+    int group = wino ? sizes.group : 1;
+    int per_share = (s->mb + threads - 1) / threads;
+    if (group > per_share)
+        group = per_share;
+    int groups = (s->mb + group - 1) / group;
+
 #pragma omp parallel
     {
         float *x_pad = threads_base + per_thread * omp_get_thread_num();
@@ -655,23 +672,31 @@ void rn_conv_direct_backward(float *diff_src, float *diff_weights,
 #pragma omp single
         team = omp_get_num_threads();
 #pragma omp for schedule(static)
-        for (int n = 0; n < s->mb; n++) {
-            const float *dy = diff_dst + n * dst_stride;
-            if (diff_weights) {
-                pad_planes(x_pad, src + n * src_stride, s->ic, s->ih, s->iw, s->ph, s->pw, &g);
-                zero_slack(x_pad, s->ic, &g);
-                transpose_gradient(dyt, dy, s->oc, ocp, positions);
-                if (wino)
-                    rn_winograd_grad_image(dwt, x_pad, dyt, s->ic, s->oc, &planes, work);
-                else
-                    weight_gradient_image(dwt, x_pad, dyt, s, &g);
+        for (int gi = 0; gi < groups; gi++) {
+            int n0 = gi * group, count = s->mb - n0 < group ? s->mb - n0 : group;
+            const float *pads[RN_WINO_GROUP_MAX], *dyts[RN_WINO_GROUP_MAX];
+            for (int j = 0; j < count; j++) {
+                int n = n0 + j;
+                const float *dy = diff_dst + n * dst_stride;
+                if (diff_weights) {
+                    float *xj = x_pad + j * sizes.x_pad_one, *dj = dyt + j * sizes.dyt_one;
+                    pad_planes(xj, src + n * src_stride, s->ic, s->ih, s->iw, s->ph, s->pw, &g);
+                    zero_slack(xj, s->ic, &g);
+                    transpose_gradient(dj, dy, s->oc, ocp, positions);
+                    pads[j] = xj;
+                    dyts[j] = dj;
+                    if (!wino)
+                        weight_gradient_image(dwt, xj, dj, s, &g);
+                }
+                if (diff_src) {
+                    pad_planes(dy_pad, dy, s->oc, s->oh, s->ow, s->ph, s->pw, &g);
+                    zero_slack(dy_pad, s->oc, &g);
+                    forward_image(diff_src + n * src_stride, dy_pad, &ps, s, &g, NULL,
+                                  !overwrite, work);
+                }
             }
-            if (diff_src) {
-                pad_planes(dy_pad, dy, s->oc, s->oh, s->ow, s->ph, s->pw, &g);
-                zero_slack(dy_pad, s->oc, &g);
-                forward_image(diff_src + n * src_stride, dy_pad, &ps, s, &g, NULL, !overwrite,
-                              work);
-            }
+            if (diff_weights && wino)
+                rn_winograd_grad_images(dwt, pads, dyts, count, s->ic, s->oc, &planes, work);
         }
         /* Sum the threads' transposed gradients, each thread a slice. */
         if (diff_weights && !wino) {

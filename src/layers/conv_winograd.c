@@ -284,9 +284,9 @@ input_rows(float *v, size_t stride, const float *x, int wp, int tw, int rows,
         run_ += n;                                                              \
     }
 
-/* V (E, channels, RN_WINO_TILES) of tiles [t0, t1) for channels [0, cin),
- * `stride` floats between elements. */
-static TARGET void input_block(float *v, size_t stride, const float *padded, int cin,
+/* V (E, channels, row) of tiles [t0, t1) for channels [0, cin), `stride`
+ * floats between elements and `row` between channels. */
+static TARGET void input_block(float *v, size_t stride, int row, const float *padded, int cin,
                                const rn_wino_planes *p, int t0, int t1)
 {
     int tw = (p->ow + 1) / 2;
@@ -295,7 +295,7 @@ static TARGET void input_block(float *v, size_t stride, const float *padded, int
         row_group g = group_of(tw);
         for (int c = 0; c < cin; c++) {
             const float *x = padded + c * p->plane;
-            float *vc = v + (size_t)c * RN_WINO_TILES - t0;
+            float *vc = v + (size_t)c * row - t0;
             for (int t = t0; t < t1; t += g.rows * tw) {
                 int rows = (t1 - t) / tw < g.rows ? (t1 - t) / tw : g.rows;
                 input_rows(vc + t, stride, x + (size_t)2 * (t / tw) * p->wp, p->wp, tw, rows,
@@ -306,7 +306,7 @@ static TARGET void input_block(float *v, size_t stride, const float *padded, int
     }
     for (int c = 0; c < cin; c++) {
         const float *x = padded + c * p->plane;
-        float *vc = v + (size_t)c * RN_WINO_TILES - t0;
+        float *vc = v + (size_t)c * row - t0;
         FOR_TILE_RUNS(t0, t1, tw, {
             input_tiles(vc + first, stride, x + (size_t)2 * ty * p->wp + 2 * tx, p->wp,
                         first_lanes(n));
@@ -446,7 +446,7 @@ TARGET void rn_winograd_block(float *dst, const float *padded, const float *u, i
     /* One vector of tiles: 3 channel blocks at a time, M rows of 16. */
     int group = nv == 1 ? 3 : 1, row = nv == 1 ? 16 : RN_WINO_TILES;
 
-    input_block(v, v_stride, padded, cin, p, t0, t1);
+    input_block(v, v_stride, RN_WINO_TILES, padded, cin, p, t0, t1);
     for (int ob = 0; ob < blocks; ob += group) {
         int nb = blocks - ob < group ? blocks - ob : group;
         const float *u_first = u + ob * u_block;
@@ -494,7 +494,10 @@ TARGET void rn_winograd_block(float *dst, const float *padded, const float *u, i
 
 /* ------------------------------------------------------- weight gradient */
 
-enum { GRAD_C = 8 }; /* input channels per register block of the gradient */
+enum {
+    GRAD_C = 8,       /* input channels per register block of the gradient */
+    GRAD_TILES = 128, /* tiles of whole images summed at once, at most */
+};
 
 static int grad_cin(int cin)
 {
@@ -511,10 +514,30 @@ size_t rn_winograd_grad_numel(int cin, int cout)
     return (size_t)E * grad_cin(cin) * grad_ocp(cout);
 }
 
-size_t rn_winograd_grad_block_numel(int cin, int cout)
+/* Images summed per visit of the accumulators: small planes have few tiles
+ * per image, so that a 512 x 512-channel layer on 7x7 planes (16 tiles)
+ * would reread 16 MiB of accumulators for every 16 tiles. */
+int rn_winograd_grad_group(const rn_wino_planes *p)
+{
+    int tiles = ((p->oh + 1) / 2) * ((p->ow + 1) / 2);
+    int group = GRAD_TILES / tiles;
+    if (group > RN_WINO_GROUP_MAX)
+        group = RN_WINO_GROUP_MAX;
+    return group < 1 ? 1 : group;
+}
+
+/* Tiles that V and D hold at once. */
+static int grad_capacity(const rn_wino_planes *p)
+{
+    int tiles = ((p->oh + 1) / 2) * ((p->ow + 1) / 2);
+    int group = rn_winograd_grad_group(p);
+    return group > 1 ? group * tiles : RN_WINO_TILES;
+}
+
+size_t rn_winograd_grad_block_numel(int cin, int cout, const rn_wino_planes *p)
 {
     /* V (E, cinp, tiles), then D (E, tiles, ocp). */
-    return (size_t)E * RN_WINO_TILES * (grad_cin(cin) + grad_ocp(cout));
+    return (size_t)E * grad_capacity(p) * (grad_cin(cin) + grad_ocp(cout));
 }
 
 /* D = A dY A^T for n tiles of one tile row, 16 output channels: dy0 and dy1
@@ -553,7 +576,8 @@ gradient_tiles(float *d, size_t stride, const float *dy0, const float *dy1, int 
 /* acc[c][k] += sum over n tiles t of V[c][t] D[t][k] for GRAD_C input
  * channels c and nk * 16 output channels k. */
 static inline TARGET __attribute__((always_inline)) void
-grad_product(float *acc, int ocp, const float *v, const float *d, int n, const int nk)
+grad_product(float *acc, int ocp, const float *v, int v_row, const float *d, int n,
+             const int nk)
 {
     __m512 a[GRAD_C][2];
     for (int i = 0; i < GRAD_C; i++)
@@ -564,7 +588,7 @@ grad_product(float *acc, int ocp, const float *v, const float *d, int n, const i
         for (int j = 0; j < nk; j++)
             g[j] = _mm512_loadu_ps(d + (size_t)t * ocp + 16 * j);
         for (int i = 0; i < GRAD_C; i++) {
-            __m512 x = _mm512_set1_ps(v[i * RN_WINO_TILES + t]);
+            __m512 x = _mm512_set1_ps(v[(size_t)i * v_row + t]);
             for (int j = 0; j < nk; j++)
                 a[i][j] = _mm512_fmadd_ps(x, g[j], a[i][j]);
         }
@@ -576,54 +600,63 @@ grad_product(float *acc, int ocp, const float *v, const float *d, int n, const i
         }
 }
 
-static TARGET void grad_product1(float *acc, int ocp, const float *v, const float *d, int n)
+static TARGET void grad_product1(float *acc, int ocp, const float *v, int row, const float *d,
+                                 int n)
 {
-    grad_product(acc, ocp, v, d, n, 1);
+    grad_product(acc, ocp, v, row, d, n, 1);
 }
 
-static TARGET void grad_product2(float *acc, int ocp, const float *v, const float *d, int n)
+static TARGET void grad_product2(float *acc, int ocp, const float *v, int row, const float *d,
+                                 int n)
 {
-    grad_product(acc, ocp, v, d, n, 2);
+    grad_product(acc, ocp, v, row, d, n, 2);
 }
 
-TARGET void rn_winograd_grad_image(float *acc, const float *padded, const float *dyt, int cin,
-                                   int cout, const rn_wino_planes *p, float *scratch)
+TARGET void rn_winograd_grad_images(float *acc, const float *const *padded,
+                                    const float *const *dyt, int images, int cin, int cout,
+                                    const rn_wino_planes *p, float *scratch)
 {
     int cinp = grad_cin(cin), ocp = grad_ocp(cout);
     int tw = (p->ow + 1) / 2, tiles = ((p->oh + 1) / 2) * tw;
-    float *v = scratch, *d = scratch + (size_t)E * cinp * RN_WINO_TILES;
-    size_t v_stride = (size_t)cinp * RN_WINO_TILES, d_stride = (size_t)RN_WINO_TILES * ocp;
+    int cap = grad_capacity(p);
+    float *v = scratch, *d = scratch + (size_t)E * cinp * cap;
+    size_t v_stride = (size_t)cinp * cap, d_stride = (size_t)cap * ocp;
+    RN_ASSERT(images == 1 || images * tiles <= cap);
     /* Channels past cin stay zero. */
     for (int e = 0; e < E; e++)
-        memset(v + e * v_stride + (size_t)cin * RN_WINO_TILES, 0,
-               sizeof(float) * (cinp - cin) * RN_WINO_TILES);
-    for (int t0 = 0; t0 < tiles; t0 += block_tiles(p)) {
-        int t1 = t0 + block_tiles(p) < tiles ? t0 + block_tiles(p) : tiles;
-        /* V for this block, laid out as in the forward pass but with cinp
-         * channels. */
-        input_block(v, v_stride, padded, cin, p, t0, t1);
-        for (int k = 0; k < ocp; k += 16) {
-            FOR_TILE_RUNS(t0, t1, tw, {
-                const float *row0 = dyt + ((size_t)2 * ty * p->ow + 2 * tx) * ocp + k;
-                const float *row1 = 2 * ty + 1 < p->oh ? row0 + (size_t)p->ow * ocp : NULL;
-                int cols = p->ow - 2 * tx < 2 * n ? p->ow - 2 * tx : 2 * n;
-                gradient_tiles(d + (size_t)(first - t0) * ocp + k, d_stride, row0, row1, ocp,
-                               n, cols);
-            });
+        memset(v + e * v_stride + (size_t)cin * cap, 0, sizeof(float) * (cinp - cin) * cap);
+    /* One block of whole images, or blocks of one image's tiles. */
+    int step = images > 1 ? tiles : block_tiles(p);
+    for (int t0 = 0; t0 < tiles; t0 += step) {
+        int t1 = t0 + step < tiles ? t0 + step : tiles;
+        int filled = 0; /* tiles in V and D so far */
+        for (int j = 0; j < images; j++, filled += t1 - t0) {
+            /* V laid out as in the forward pass, with cinp channels. */
+            input_block(v + filled, v_stride, cap, padded[j], cin, p, t0, t1);
+            for (int k = 0; k < ocp; k += 16) {
+                FOR_TILE_RUNS(t0, t1, tw, {
+                    const float *row0 = dyt[j] + ((size_t)2 * ty * p->ow + 2 * tx) * ocp + k;
+                    const float *row1 = 2 * ty + 1 < p->oh ? row0 + (size_t)p->ow * ocp : NULL;
+                    int cols = p->ow - 2 * tx < 2 * n ? p->ow - 2 * tx : 2 * n;
+                    gradient_tiles(d + (size_t)(filled + first - t0) * ocp + k, d_stride, row0,
+                                   row1, ocp, n, cols);
+                });
+            }
         }
-        int n = t1 - t0;
         for (int e = 0; e < E; e++) {
             float *acc_e = acc + (size_t)e * cinp * ocp;
             const float *ve = v + e * v_stride, *de = d + e * d_stride;
-            for (int c = 0; c < cinp; c += GRAD_C) {
-                int k = 0;
-                for (; k + 32 <= ocp; k += 32)
-                    grad_product2(acc_e + (size_t)c * ocp + k, ocp,
-                                  ve + (size_t)c * RN_WINO_TILES, de + k, n);
-                if (k < ocp)
-                    grad_product1(acc_e + (size_t)c * ocp + k, ocp,
-                                  ve + (size_t)c * RN_WINO_TILES, de + k, n);
-            }
+            /* Output channels outside, so that D's 32 columns stay in L1
+             * while the input channels pass. */
+            int k = 0;
+            for (; k + 32 <= ocp; k += 32)
+                for (int c = 0; c < cinp; c += GRAD_C)
+                    grad_product2(acc_e + (size_t)c * ocp + k, ocp, ve + (size_t)c * cap, cap,
+                                  de + k, filled);
+            if (k < ocp)
+                for (int c = 0; c < cinp; c += GRAD_C)
+                    grad_product1(acc_e + (size_t)c * ocp + k, ocp, ve + (size_t)c * cap, cap,
+                                  de + k, filled);
         }
     }
 }
@@ -637,8 +670,9 @@ void rn_winograd_block(float *dst, const float *padded, const float *u, int cin,
     RN_ASSERT(!"no Winograd convolution on this CPU");
 }
 
-void rn_winograd_grad_image(float *acc, const float *padded, const float *dyt, int cin,
-                            int cout, const rn_wino_planes *p, float *scratch)
+void rn_winograd_grad_images(float *acc, const float *const *padded, const float *const *dyt,
+                             int images, int cin, int cout, const rn_wino_planes *p,
+                             float *scratch)
 {
     RN_ASSERT(!"no Winograd convolution on this CPU");
 }
@@ -650,9 +684,11 @@ void rn_winograd_grad_finish(float *diff_weights, const float *acc, size_t strid
 {
     int cinp = grad_cin(cin), ocp = grad_ocp(cout);
     size_t e_stride = (size_t)cinp * ocp;
+    /* Input channels outside: the accumulators of consecutive output
+     * channels are adjacent. */
 #pragma omp parallel for schedule(static)
-    for (int o = 0; o < cout; o++)
-        for (int c = 0; c < cin; c++) {
+    for (int c = 0; c < cin; c++)
+        for (int o = 0; o < cout; o++) {
             float x[4][4], z[3][4];
             for (int e = 0; e < E; e++) {
                 float sum = 0.0f;

@@ -10,8 +10,9 @@
 #include "layers/layers.h"
 
 enum {
-    RN_WINO_TILES = 48, /* 2x2 output tiles per block: 3 vectors of 16 */
-    RN_WINO_OC = 8,     /* output channels per register block */
+    RN_WINO_TILES = 48,     /* 2x2 output tiles per block: 3 vectors of 16 */
+    RN_WINO_OC = 8,         /* output channels per register block */
+    RN_WINO_GROUP_MAX = 16, /* images per weight-gradient call, at most */
 };
 
 /* Where the planes of one image are: channel c's padded plane starts at
@@ -55,14 +56,18 @@ void rn_winograd_block(float *dst, const float *padded, const float *u, int cin,
                        float *scratch);
 
 /* Weight gradient. The threads add into per-thread accumulators of
- * rn_winograd_grad_numel() floats, zeroed by the caller; dyt is one image's
- * output gradient transposed to (oh * ow, ocp), ocp = cout rounded up to 16,
- * as conv_direct.c makes it. rn_winograd_grad_finish() adds the sum of
- * `count` accumulators, `stride` floats apart, to diff_weights. */
+ * rn_winograd_grad_numel() floats, zeroed by the caller. Each call sums
+ * `images` images, at most rn_winograd_grad_group() of them: padded[j] are
+ * their padded inputs and dyt[j] their output gradients transposed to
+ * (oh * ow, ocp), ocp = cout rounded up to 16, as conv_direct.c makes them.
+ * rn_winograd_grad_finish() adds the sum of `count` accumulators, `stride`
+ * floats apart, to diff_weights. */
 size_t rn_winograd_grad_numel(int cin, int cout);
-size_t rn_winograd_grad_block_numel(int cin, int cout);
-void rn_winograd_grad_image(float *acc, const float *padded, const float *dyt, int cin,
-                            int cout, const rn_wino_planes *p, float *scratch);
+int rn_winograd_grad_group(const rn_wino_planes *p);
+size_t rn_winograd_grad_block_numel(int cin, int cout, const rn_wino_planes *p);
+void rn_winograd_grad_images(float *acc, const float *const *padded, const float *const *dyt,
+                             int images, int cin, int cout, const rn_wino_planes *p,
+                             float *scratch);
 void rn_winograd_grad_finish(float *diff_weights, const float *acc, size_t stride, int count,
                              int cin, int cout);
 
