@@ -195,7 +195,7 @@ int cmd_eval(int argc, char **argv)
         status = rn_loader_create(&view, &lc, &loader);
     }
     if (status == RN_OK)
-        status = rn_plan_create(model, mb, &plan);
+        status = rn_plan_create_inference(model, mb, &plan);
     if (status == RN_OK && !(confusion = calloc((size_t)mc.classes * mc.classes, sizeof(int64_t))))
         status = rn_error(RN_ERR_NOMEM, "out of memory");
     rn_eval_result result;

@@ -555,7 +555,7 @@ int cmd_predict(int argc, char **argv)
     if (status == RN_OK)
         status = rn_weights_apply(model, NULL, &file);
     if (status == RN_OK)
-        status = rn_plan_create(model, mb, &plan);
+        status = rn_plan_create_inference(model, mb, &plan);
     if (status == RN_OK &&
         !(batch = rn_alloc_aligned((size_t)mb * mc.in_c * mc.in_h * mc.in_w * sizeof(float))))
         status = rn_error(RN_ERR_NOMEM, "cannot allocate a batch of %d images", mb);
