@@ -207,24 +207,25 @@ RN_CLONES void rn_conv_finish(float *dst, const float *bias, const rn_conv_post 
     size_t image = (size_t)n * s->oc * ohw;
     for (int o = o0; o < o1; o++) {
         float *row = dst + image + (size_t)o * ohw;
-        if (bias) {
-            float b = bias[o];
-            for (size_t p = 0; p < ohw; p++)
+        float b = bias ? bias[o] : 0.0f;
+        if (!post) {
+            for (size_t p = 0; p < ohw && bias; p++)
                 row[p] += b;
-        }
-        if (!post)
             continue;
-        float scale = post->scale[o], shift = post->shift[o];
-        for (size_t p = 0; p < ohw; p++)
-            row[p] = row[p] * scale + shift;
-        if (post->residual) {
-            const float *res = post->residual + image + (size_t)o * ohw;
-            for (size_t p = 0; p < ohw; p++)
-                row[p] += res[p];
         }
-        if (post->relu) {
-            for (size_t p = 0; p < ohw; p++)
-                row[p] = !(row[p] > 0.0f) ? 0.0f : row[p];
+        float scale = post->scale[o], shift = post->shift[o];
+        const float *res = post->residual ? post->residual + image + (size_t)o * ohw : NULL;
+        int relu = post->relu;
+        /* One pass; the loop-invariant tests leave the rounding of each step
+         * as it is. */
+        for (size_t p = 0; p < ohw; p++) {
+            float v = row[p];
+            if (bias)
+                v += b;
+            v = v * scale + shift;
+            if (res)
+                v += res[p];
+            row[p] = relu && !(v > 0.0f) ? 0.0f : v;
         }
     }
 }

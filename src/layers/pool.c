@@ -17,6 +17,17 @@ static inline float max_nan(float a, float v)
     return v > a || v != v ? v : a;
 }
 
+/* Output columns [*begin, *end) whose window column kj falls inside the
+ * image; the others fall on padding. */
+static void tap_columns(const rn_pool_shape *s, int kj, int *begin, int *end)
+{
+    int offset = kj - s->pw; /* ix = ox * sw + offset */
+    int first = offset >= 0 ? 0 : (-offset + s->sw - 1) / s->sw;
+    int last = (s->iw - offset + s->sw - 1) / s->sw;
+    *begin = first;
+    *end = last > s->ow ? s->ow : last;
+}
+
 /* One output plane without indices, for evaluation: every tap of the
  * window as a pass over the output row, which vectorizes. Padding never
  * wins, so the taps that fall on it are skipped. */
@@ -31,11 +42,9 @@ RN_CLONES static void maxpool_plane(float *y, const float *x, const rn_pool_shap
             if (iy < 0 || iy >= s->ih)
                 continue;
             for (int kj = 0; kj < s->kw; kj++) {
-                int offset = kj - s->pw; /* ix = ox * sw + offset */
-                int begin = offset >= 0 ? 0 : (-offset + s->sw - 1) / s->sw;
-                int end = (s->iw - offset + s->sw - 1) / s->sw;
-                end = end > s->ow ? s->ow : end;
-                const float *in = x + (size_t)iy * s->iw + offset;
+                int begin, end;
+                tap_columns(s, kj, &begin, &end);
+                const float *in = x + (size_t)iy * s->iw + kj - s->pw;
                 if (s->sw == 2) {
                     for (int ox = begin; ox < end; ox++)
                         out[ox] = max_nan(out[ox], in[2 * ox]);
@@ -50,7 +59,7 @@ RN_CLONES static void maxpool_plane(float *y, const float *x, const rn_pool_shap
 
 /* One output plane with the index of each maximum, for training, as
  * passes over output rows like maxpool_plane. Taps come in the window's
- * row-major order, so the first maximum wins; the first tap of each window
+ * row-major order, so the first maximum wins. The first tap of each window
  * is always taken, and after it the first NaN. */
 RN_CLONES static void maxpool_plane_indices(float *y, int32_t *arg, const float *x,
                                             const rn_pool_shape *s)
@@ -67,11 +76,9 @@ RN_CLONES static void maxpool_plane_indices(float *y, int32_t *arg, const float 
             if (iy < 0 || iy >= s->ih)
                 continue;
             for (int kj = 0; kj < s->kw; kj++) {
-                int offset = kj - s->pw; /* ix = ox * sw + offset */
-                int begin = offset >= 0 ? 0 : (-offset + s->sw - 1) / s->sw;
-                int end = (s->iw - offset + s->sw - 1) / s->sw;
-                end = end > s->ow ? s->ow : end;
-                int32_t base = iy * s->iw + offset;
+                int begin, end;
+                tap_columns(s, kj, &begin, &end);
+                int32_t base = iy * s->iw + kj - s->pw; /* ix = ox * sw + kj - pw */
                 const float *in = x + base;
                 int sw = s->sw;
                 for (int ox = begin; ox < end; ox++) {
