@@ -335,8 +335,8 @@ TEST(maxpool_without_indices_matches)
     rn_maxpool_forward(without, NULL, src, &s);
     CHECK(memcmp(with, without, n_dst * sizeof(float)) == 0);
 
-    /* Each index is the first position in its window that holds the
-     * maximum: with 7 distinct values, most windows hold ties. */
+    /* Each index is the first position in its window with the maximum
+     * value: with 7 distinct values, most windows contain ties. */
     size_t planes = (size_t)s.mb * s.c, out_plane = (size_t)s.oh * s.ow;
     int wrong = 0;
     for (size_t p = 0; p < planes; p++)

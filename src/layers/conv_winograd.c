@@ -11,7 +11,7 @@
  *
  * Tiles are numbered row by row over the image, and a block holds up to 48
  * of them, 16 to a vector. The input transform loads 16 tiles of a row at
- * once and deinterleaves their columns with permutes; rows of 8 tiles or
+ * once and deinterleaves their columns with permutes. Rows of 8 tiles or
  * fewer share a vector, up to 4 of them. The product keeps 8 output
  * channels x 48 tiles in 24 accumulators, like the direct kernel. Odd
  * planes get a last tile row and column half outside, clipped on output.

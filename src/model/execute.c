@@ -171,12 +171,12 @@ static void plan_aliases(const rn_model *m, int *storage, rn_plan *plan, int fol
     free(folded_into);
 }
 
-/* Whether the addition `node` (index k) can give its output's gradient,
- * unchanged, to input `second` as well as to `first`, the two then sharing
- * one buffer. No backward pass writes into its output's gradient, so that
- * holds when only the addition reads `second` and every other reader of
- * `first`, which adds into the buffer, runs before `second`'s producer in
- * the forward pass, and so after it in the backward pass. */
+/* Whether the addition at node k can give its output's gradient, unchanged,
+ * to input `second` as well as to `first`, the two sharing one buffer. No
+ * backward pass writes into its own output's gradient. So sharing is safe
+ * when only the addition reads `second`, and every other reader of `first`
+ * (which adds into the buffer) comes before `second`'s producer in the
+ * forward pass, and so after it in the backward pass. */
 static int grad_shares(const rn_model *m, int k, int first, int second, const int *producer)
 {
     int p = second > 0 ? producer[second] : -1;
