@@ -209,8 +209,9 @@ static void check_same(const char *path, const char *what, const float *a, const
               what, worst, a[worst], path, b[worst]);
 }
 
-/* The direct and Winograd paths against im2col and GEMM on shapes that
- * exercise the image chunks of the backward pass and every block remainder.
+/* The direct, Winograd and pointwise paths against im2col and GEMM on
+ * shapes that exercise the image chunks of the backward pass and every
+ * block remainder.
  * On a CPU without AVX-512 every run takes im2col and the test checks
  * nothing. */
 TEST(conv2d_fast_paths_match_im2col)
@@ -256,6 +257,19 @@ TEST(conv2d_fast_paths_match_im2col)
         /* One image: the threads share its blocks. */
         {.mb = 1, .ic = 16, .ih = 20, .iw = 20, .oc = 24, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
          .ph = 1, .pw = 1},
+        /* 1x1 on the pointwise GEMM: panels spanning images, channels that
+         * are not multiples of the 8-row block, one image with rows split
+         * between threads, stride 2 (forward only; backward takes im2col),
+         * 1x1 planes, several panel groups deep enough that the next
+         * group's columns are fetched while one is computed. */
+        {.mb = 5, .ic = 24, .ih = 7, .iw = 7, .oc = 40, .kh = 1, .kw = 1, .sh = 1, .sw = 1},
+        {.mb = 3, .ic = 13, .ih = 9, .iw = 5, .oc = 21, .kh = 1, .kw = 1, .sh = 1, .sw = 1},
+        {.mb = 1, .ic = 64, .ih = 7, .iw = 7, .oc = 200, .kh = 1, .kw = 1, .sh = 1, .sw = 1},
+        {.mb = 4, .ic = 32, .ih = 15, .iw = 15, .oc = 16, .kh = 1, .kw = 1, .sh = 2, .sw = 2},
+        {.mb = 2, .ic = 8, .ih = 1, .iw = 1, .oc = 8, .kh = 1, .kw = 1, .sh = 1, .sw = 1},
+        {.mb = 3, .ic = 300, .ih = 20, .iw = 20, .oc = 24, .kh = 1, .kw = 1, .sh = 1,
+         .sw = 1},
+        {.mb = 4, .ic = 16, .ih = 30, .iw = 30, .oc = 64, .kh = 1, .kw = 1, .sh = 1, .sw = 1},
     };
     for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
         rn_conv_shape s = shapes[c];
@@ -275,7 +289,8 @@ TEST(conv2d_fast_paths_match_im2col)
             }
         struct conv_run r = conv_run(&s, src, w, b, up, PATH_IM2COL);
         for (int path = PATH_DIRECT; path <= PATH_WINOGRAD; path++) {
-            const char *name = path == PATH_DIRECT ? "direct" : "Winograd";
+            const char *name = s.kh * s.kw == 1 ? "pointwise"
+                               : path == PATH_DIRECT ? "direct" : "Winograd";
             struct conv_run d = conv_run(&s, src, w, b, up, path);
             check_same(name, "dst", d.dst, r.dst, n_dst);
             check_same(name, "diff_src", d.d_src, r.d_src, n_src);

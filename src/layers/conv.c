@@ -22,6 +22,7 @@
 #include "core/status.h"
 #include "kernels/gemm.h"
 #include "layers/conv_direct.h"
+#include "layers/conv_pointwise.h"
 #include "layers/layers.h"
 
 void rn_conv_shape_infer(rn_conv_shape *s)
@@ -92,6 +93,9 @@ size_t rn_conv2d_scratch_numel(const rn_conv_shape *s, int threads)
 {
     size_t im2col_numel = thread_scratch_numel(s, threads) * (size_t)threads;
     size_t direct_numel = rn_conv_direct_scratch_numel(s, threads); /* 0 if never direct */
+    size_t pointwise_numel = rn_conv_pointwise_scratch_numel(s, threads);
+    if (direct_numel < pointwise_numel)
+        direct_numel = pointwise_numel;
     return im2col_numel > direct_numel ? im2col_numel : direct_numel;
 }
 
@@ -303,6 +307,10 @@ void rn_conv2d_forward_post(float *dst, const float *src, const float *weights,
         rn_conv_direct_forward(dst, src, weights, bias, s, scratch, post);
         return;
     }
+    if (rn_conv_pointwise_applies(s)) {
+        rn_conv_pointwise_forward(dst, src, weights, bias, s, scratch, post);
+        return;
+    }
     int threads = omp_get_max_threads();
     int nb = chunk_images(s, threads);
     int chunks = (s->mb + nb - 1) / nb;
@@ -364,6 +372,12 @@ void rn_conv2d_backward(float *diff_src, float *diff_weights, float *diff_bias,
         rn_conv_direct_backward(diff_src, weights_too ? diff_weights : NULL, diff_dst, src,
                                 weights, s, scratch, mode == RN_GRAD_OVERWRITE);
         if (weights_too || !diff_weights)
+            goto bias;
+        diff_src = NULL; /* im2col adds the weight gradient */
+    } else if (diff_src && rn_conv_pointwise_backward_applies(s)) {
+        rn_conv_pointwise_backward_data(diff_src, diff_dst, weights, s, scratch,
+                                        mode == RN_GRAD_OVERWRITE);
+        if (!diff_weights)
             goto bias;
         diff_src = NULL; /* im2col adds the weight gradient */
     }

@@ -51,6 +51,11 @@ static int enabled(void)
     return setting == 1;
 }
 
+int rn_conv_direct_enabled(void)
+{
+    return enabled();
+}
+
 int rn_conv_direct_set_enabled(int on)
 {
     int was = enabled();

@@ -16,6 +16,9 @@ int rn_conv_direct_applies(const rn_conv_shape *s);
  * start-up. */
 int rn_conv_direct_set_enabled(int enabled);
 
+/* Whether the paths of our own (direct, Winograd, pointwise) are on. */
+int rn_conv_direct_enabled(void);
+
 /* Floats of scratch the direct path needs for this shape, whether it is
  * turned on or not; 0 where it never applies. */
 size_t rn_conv_direct_scratch_numel(const rn_conv_shape *s, int threads);
