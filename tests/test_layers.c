@@ -209,7 +209,7 @@ static void check_same(const char *path, const char *what, const float *a, const
               what, worst, a[worst], path, b[worst]);
 }
 
-/* The direct, Winograd and pointwise paths against im2col and GEMM on
+/* The direct, Winograd and implicit GEMM paths against im2col and GEMM on
  * shapes that exercise the image chunks of the backward pass and every
  * block remainder.
  * On a CPU without AVX-512 every run takes im2col and the test checks
@@ -270,6 +270,22 @@ TEST(conv2d_fast_paths_match_im2col)
         {.mb = 3, .ic = 300, .ih = 20, .iw = 20, .oc = 24, .kh = 1, .kw = 1, .sh = 1,
          .sw = 1},
         {.mb = 4, .ic = 16, .ih = 30, .iw = 30, .oc = 64, .kh = 1, .kw = 1, .sh = 1, .sw = 1},
+        /* Other kernels on the implicit GEMM (forward only): stride 2 with
+         * odd and even rows longer and shorter than a vector, the 7x7
+         * stem, a rectangular kernel, stride 3, and a 3x3 plane that the
+         * direct kernel leaves. */
+        {.mb = 3, .ic = 16, .ih = 15, .iw = 15, .oc = 32, .kh = 3, .kw = 3, .sh = 2, .sw = 2,
+         .ph = 1, .pw = 1},
+        {.mb = 2, .ic = 8, .ih = 40, .iw = 38, .oc = 24, .kh = 3, .kw = 3, .sh = 2, .sw = 2,
+         .ph = 1, .pw = 1},
+        {.mb = 2, .ic = 3, .ih = 29, .iw = 30, .oc = 16, .kh = 7, .kw = 7, .sh = 2, .sw = 2,
+         .ph = 3, .pw = 3},
+        {.mb = 3, .ic = 5, .ih = 6, .iw = 9, .oc = 11, .kh = 2, .kw = 3, .sh = 1, .sw = 2,
+         .ph = 0, .pw = 1},
+        {.mb = 2, .ic = 4, .ih = 11, .iw = 13, .oc = 9, .kh = 5, .kw = 5, .sh = 3, .sw = 3,
+         .ph = 2, .pw = 2},
+        {.mb = 1, .ic = 32, .ih = 3, .iw = 3, .oc = 40, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
+         .ph = 1, .pw = 1},
     };
     for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
         rn_conv_shape s = shapes[c];
@@ -289,8 +305,13 @@ TEST(conv2d_fast_paths_match_im2col)
             }
         struct conv_run r = conv_run(&s, src, w, b, up, PATH_IM2COL);
         for (int path = PATH_DIRECT; path <= PATH_WINOGRAD; path++) {
-            const char *name = s.kh * s.kw == 1 ? "pointwise"
-                               : path == PATH_DIRECT ? "direct" : "Winograd";
+            int was = rn_conv_direct_set_enabled(1);
+            int was_winograd = rn_winograd_set_enabled(path == PATH_WINOGRAD);
+            const char *name = !rn_conv_direct_applies(&s) ? "implicit GEMM"
+                               : path == PATH_DIRECT       ? "direct"
+                                                           : "Winograd";
+            rn_conv_direct_set_enabled(was);
+            rn_winograd_set_enabled(was_winograd);
             struct conv_run d = conv_run(&s, src, w, b, up, path);
             check_same(name, "dst", d.dst, r.dst, n_dst);
             check_same(name, "diff_src", d.d_src, r.d_src, n_src);

@@ -22,7 +22,7 @@
 #include "core/status.h"
 #include "kernels/gemm.h"
 #include "layers/conv_direct.h"
-#include "layers/conv_pointwise.h"
+#include "layers/conv_implicit.h"
 #include "layers/layers.h"
 
 void rn_conv_shape_infer(rn_conv_shape *s)
@@ -93,9 +93,9 @@ size_t rn_conv2d_scratch_numel(const rn_conv_shape *s, int threads)
 {
     size_t im2col_numel = thread_scratch_numel(s, threads) * (size_t)threads;
     size_t direct_numel = rn_conv_direct_scratch_numel(s, threads); /* 0 if never direct */
-    size_t pointwise_numel = rn_conv_pointwise_scratch_numel(s, threads);
-    if (direct_numel < pointwise_numel)
-        direct_numel = pointwise_numel;
+    size_t implicit_numel = rn_conv_implicit_scratch_numel(s, threads);
+    if (direct_numel < implicit_numel)
+        direct_numel = implicit_numel;
     return im2col_numel > direct_numel ? im2col_numel : direct_numel;
 }
 
@@ -307,8 +307,8 @@ void rn_conv2d_forward_post(float *dst, const float *src, const float *weights,
         rn_conv_direct_forward(dst, src, weights, bias, s, scratch, post);
         return;
     }
-    if (rn_conv_pointwise_applies(s)) {
-        rn_conv_pointwise_forward(dst, src, weights, bias, s, scratch, post);
+    if (rn_conv_implicit_applies(s)) {
+        rn_conv_implicit_forward(dst, src, weights, bias, s, scratch, post);
         return;
     }
     int threads = omp_get_max_threads();
@@ -374,8 +374,8 @@ void rn_conv2d_backward(float *diff_src, float *diff_weights, float *diff_bias,
         if (weights_too || !diff_weights)
             goto bias;
         diff_src = NULL; /* im2col adds the weight gradient */
-    } else if (diff_src && rn_conv_pointwise_backward_applies(s)) {
-        rn_conv_pointwise_backward_data(diff_src, diff_dst, weights, s, scratch,
+    } else if (diff_src && rn_conv_implicit_backward_applies(s)) {
+        rn_conv_implicit_backward_data(diff_src, diff_dst, weights, s, scratch,
                                         mode == RN_GRAD_OVERWRITE);
         if (!diff_weights)
             goto bias;

@@ -6,7 +6,7 @@
 #include "core/status.h"
 #include "kernels/gemm.h"
 #include "layers/conv_direct.h"
-#include "layers/conv_pointwise.h"
+#include "layers/conv_implicit.h"
 #include "model/model.h"
 
 struct rn_plan {
@@ -758,7 +758,7 @@ rn_profile_class rn_node_profile_class(const rn_model *m, int i)
         rn_conv_shape s = conv_shape(m, node, 1);
         if (rn_conv_direct_applies(&s))
             return RN_PROFILE_CONV_DIRECT;
-        return rn_conv_pointwise_applies(&s) ? RN_PROFILE_CONV_POINTWISE : RN_PROFILE_CONV_GEMM;
+        return rn_conv_implicit_applies(&s) ? RN_PROFILE_CONV_IMPLICIT : RN_PROFILE_CONV_GEMM;
     }
     case RN_NODE_BN:
         return RN_PROFILE_BN;
@@ -780,7 +780,8 @@ rn_profile_class rn_node_profile_class(const rn_model *m, int i)
 const char *rn_profile_class_name(rn_profile_class c)
 {
     static const char *const names[RN_PROFILE_CLASSES] = {
-        "conv, Winograd/direct", "conv, 1x1 GEMM", "conv, im2col+GEMM", "batch norm (+ReLU)", "ReLU",
+        "conv, Winograd/direct", "conv, implicit GEMM", "conv, im2col+GEMM",
+        "batch norm (+ReLU)", "ReLU",
         "residual add", "pooling", "linear", "shortcut A",
     };
     return c < RN_PROFILE_CLASSES ? names[c] : "?";

@@ -179,8 +179,9 @@ rn_status rn_plan_create_inference(const rn_model *model, int mb, rn_plan **out)
 /* Layer classes that a profile times separately. */
 typedef enum rn_profile_class {
     RN_PROFILE_CONV_DIRECT,    /* the direct stride-1 convolution and Winograd */
-    RN_PROFILE_CONV_POINTWISE, /* 1x1 convolutions on the GEMM of our own */
-    RN_PROFILE_CONV_GEMM,      /* every other convolution: im2col and GEMM */
+    RN_PROFILE_CONV_IMPLICIT,  /* the others without groups: forward (and a 1x1's data
+                                  gradient) on the implicit GEMM, the rest on im2col */
+    RN_PROFILE_CONV_GEMM,      /* grouped convolutions, or any without AVX-512: im2col */
     RN_PROFILE_BN,
     RN_PROFILE_RELU,
     RN_PROFILE_ADD,

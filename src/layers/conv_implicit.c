@@ -1,37 +1,45 @@
-/* 1x1 convolutions without padding as a GEMM of our own, on CPUs with
- * AVX-512. conv.c calls it where rn_conv_pointwise_applies().
+/* Convolutions as a GEMM of our own with the im2col columns packed on the
+ * fly (implicit GEMM), on CPUs with AVX-512. conv.c calls it where
+ * rn_conv_implicit_applies().
  *
- * Such a convolution is one matrix product over the whole batch:
- *   y[n][o][q] = sum over c of w[o][c] * x[n][c][at(q)],
- * where at(q) is the input position under output position q (q itself at
- * stride 1). Its columns are the batch's output positions, n * oh * ow + q.
- * OpenBLAS takes one image at a time, so a 7x7 plane makes a product of 49
- * columns. Products over several images need the images copied side by side
- * first and the outputs copied back after.
+ * A convolution is one matrix product over the whole batch:
+ *   y[n][o][q] = sum over k of w[o][k] * col[k][n * oh * ow + q],
+ * where row k = (c, ki, kj) of col is input channel c read at tap (ki, kj)
+ * under each output position q, or zero in the padding. im2col with OpenBLAS
+ * writes col out for a chunk of images, OpenBLAS packs it again, and the
+ * outputs of a chunk are copied back to their images after.
  *
- * Here the columns are packed straight from the NCHW tensor into panels of
- * up to 48 columns, k rows deep (k = input channels); a panel may span
- * several images. The kernel multiplies 8 weight rows by one panel into 24
- * vector accumulators, reading the weights where they are (8 rows advance
- * together, one broadcast per row and k), and writes the 8 x 48 tile into
- * the output planes, applying the bias and the folded BN, addition and ReLU
- * while the tile is in cache, rounded as rn_conv_finish rounds them.
+ * Here col is never written out: 48-column panels of it are packed straight
+ * from the NCHW tensor, and a panel may span several images. For a 1x1
+ * convolution at stride 1 without padding, a panel row is a run of one
+ * plane. Otherwise it is built one output row at a time, with zeros where a
+ * tap falls in the padding and a permute for stride 2. The kernel
+ * multiplies 8 weight rows by one panel into 24 vector accumulators, reading
+ * the weights where they are (8 rows advance together, one broadcast per row
+ * and k), and writes the 8 x 48 tile into the output planes with the bias and
+ * the folded BN, addition and ReLU applied while the tile is in cache,
+ * rounded as rn_conv_finish rounds them.
  *
  * A thread's work item is a group of panels, which it packs, times a range
  * of weight rows: the group stays in L2 while each 8-row block of weights
  * passes over all of its panels. The threads split the work evenly, by rows
  * within a group where needed, so that both have work at batch 1.
  *
- * Backward data at stride 1 is the same product with the transposed weights
- * (rows are input channels, k output channels) and the output gradient as
- * columns. The weight gradient stays with im2col and OpenBLAS. */
+ * Backward data of a 1x1 convolution at stride 1 is the same product with the
+ * transposed weights (rows are input channels, k output channels) and the
+ * output gradient as columns. Other gradients stay with im2col and OpenBLAS.
+ *
+ * NOTE: k is not blocked, so each kernel call streams a whole panel (k x 48
+ * floats) from L2. At batch 1 with k in the thousands (a 3x3 layer of 512
+ * channels, 9.4 MB of weights) the weights come from memory for each of the
+ * few panels, and OpenBLAS measured faster there (160 against 140 GFLOP/s). */
 #include <immintrin.h>
 #include <omp.h>
 #include <string.h>
 
 #include "core/status.h"
 #include "layers/conv_direct.h"
-#include "layers/conv_pointwise.h"
+#include "layers/conv_implicit.h"
 
 enum {
     ROWS = 8,          /* weight rows per kernel call */
@@ -39,28 +47,38 @@ enum {
     GROUP_FLOATS = 98304, /* packed panels per item: 384 KiB, under half an L2 */
     MAX_GROUP = 8,     /* panels per item */
     PREFETCH = 8,      /* channels that packing fetches ahead */
+    MAX_KW = 16,       /* widest kernel taken */
 };
 
+/* Forward: any convolution without groups, up to MAX_KW columns wide, with
+ * at least ROWS output channels, because a short row block reads the rows
+ * before it. */
 static int suits(const rn_conv_shape *s)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-    /* At least ROWS rows both ways: a short row block reads the rows before it. */
-    return __builtin_cpu_supports("avx512f") && s->kh == 1 && s->kw == 1 && s->ph == 0 &&
-           s->pw == 0 && s->groups <= 1 && s->ic >= ROWS && s->oc >= ROWS;
+    return __builtin_cpu_supports("avx512f") && s->groups <= 1 && s->kw <= MAX_KW &&
+           s->oc >= ROWS;
 #else
     (void)s;
     return 0;
 #endif
 }
 
-int rn_conv_pointwise_applies(const rn_conv_shape *s)
+/* Backward data: 1x1, stride 1, no padding, at least ROWS input channels. */
+static int suits_backward(const rn_conv_shape *s)
+{
+    return suits(s) && s->kh == 1 && s->kw == 1 && s->sh == 1 && s->sw == 1 && s->ph == 0 &&
+           s->pw == 0 && s->ic >= ROWS;
+}
+
+int rn_conv_implicit_applies(const rn_conv_shape *s)
 {
     return rn_conv_direct_enabled() && suits(s);
 }
 
-int rn_conv_pointwise_backward_applies(const rn_conv_shape *s)
+int rn_conv_implicit_backward_applies(const rn_conv_shape *s)
 {
-    return rn_conv_pointwise_applies(s) && s->sh == 1 && s->sw == 1;
+    return rn_conv_direct_enabled() && suits_backward(s);
 }
 
 /* Panels per work item for a product k rows deep. */
@@ -79,25 +97,28 @@ static size_t item_floats(int k)
     return (size_t)group_of(k) * COLS * k;
 }
 
-size_t rn_conv_pointwise_scratch_numel(const rn_conv_shape *s, int threads)
+size_t rn_conv_implicit_scratch_numel(const rn_conv_shape *s, int threads)
 {
     if (!suits(s))
         return 0;
-    size_t forward = item_floats(s->ic), backward = item_floats(s->oc);
+    size_t forward = item_floats(s->ic * s->kh * s->kw);
+    size_t backward = suits_backward(s) ? item_floats(s->oc) : 0;
     return (forward > backward ? forward : backward) * (size_t)threads;
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
 
-/* One product: c (mb, m, oh * ow) = a (m, k) times the columns of b. Row i
- * of a, element kk, is at a[i * a_row + kk * a_k]. b is (mb, k, ih, iw); column
- * n * oh * ow + q reads b[n][kk] at (y * sh) * iw + x * sw, q = y * ow + x. */
+/* One product: c (mb, m, oh * ow) = a (m, k) times col (k, mb * oh * ow),
+ * where col holds the taps of b (mb, cin, ih, iw) as described at the top.
+ * Row i of a, element kk, is at a[i * a_row + kk * a_k]. */
 typedef struct product {
     const float *a;
     size_t a_row, a_k;
-    int m, k;
+    int m, k;                  /* k = cin * kh * kw */
     const float *b;
-    int ih, iw, sh, sw;
+    int cin, ih, iw, kh, kw, sh, sw, ph, pw;
+    int whole_planes;          /* 1x1, stride 1, no padding */
+    int x_begin[MAX_KW], x_end[MAX_KW]; /* outputs x that tap column kj reads inside */
     float *c;
     int oh, ow;
     long columns;              /* mb * oh * ow */
@@ -118,7 +139,35 @@ copy_run(float *dst, const float *src, int n)
     }
 }
 
-/* Pack columns [j0, j0 + width) of b into panel (k, stride floats apart),
+/* out[0, n) = in[0], in[sw], in[2 sw], ...; at stride 2 two vector loads
+ * and a permute per 16 floats, and no read past in[2 (n - 1)]. */
+static inline __attribute__((target("avx512f"), always_inline)) void
+gather_run(float *out, const float *in, int n, int sw)
+{
+    if (sw == 1) {
+        copy_run(out, in, n);
+        return;
+    }
+    if (sw != 2) {
+        for (int i = 0; i < n; i++)
+            out[i] = in[(size_t)i * sw];
+        return;
+    }
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
+                                           28, 30);
+    for (int i = 0; i < n; i += 16) {
+        int count = n - i < 16 ? n - i : 16;
+        int needed = 2 * count - 1; /* floats read from in + 2 i */
+        __mmask16 lo = needed >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << needed) - 1);
+        __mmask16 hi = needed > 16 ? (__mmask16)((1u << (needed - 16)) - 1) : 0;
+        __m512 a = _mm512_maskz_loadu_ps(lo, in + 2 * i);
+        __m512 b = _mm512_maskz_loadu_ps(hi, in + 2 * i + 16);
+        __mmask16 store = count == 16 ? (__mmask16)0xffff : (__mmask16)((1u << count) - 1);
+        _mm512_mask_storeu_ps(out + i, store, _mm512_permutex2var_ps(a, even, b));
+    }
+}
+
+/* Pack columns [j0, j0 + width) into panel (k rows, stride floats apart),
  * zeros past the last column up to `padded` columns. */
 __attribute__((target("avx512f"))) static void pack_panel(float *panel, int stride,
                                                            const product *p, long j0,
@@ -126,15 +175,15 @@ __attribute__((target("avx512f"))) static void pack_panel(float *panel, int stri
 {
     long ohw = (long)p->oh * p->ow;
     size_t plane = (size_t)p->ih * p->iw;
-    size_t image = (size_t)p->k * plane;
+    size_t image = (size_t)p->cin * plane;
     int col = 0;
     while (col < width) {
         long j = j0 + col;
         long n = j / ohw;
         int q = (int)(j - n * ohw);
         const float *src = p->b + (size_t)n * image;
-        if (p->sh == 1 && p->sw == 1) {
-            /* Stride 1: the rest of this image's plane is contiguous. */
+        if (p->whole_planes) {
+            /* The rest of this image's plane is contiguous in every channel. */
             int run = (int)(ohw - q) < width - col ? (int)(ohw - q) : width - col;
             for (int kk = 0; kk < p->k; kk++) {
                 /* Many short runs, one per channel: fetch ahead of the copy,
@@ -145,19 +194,40 @@ __attribute__((target("avx512f"))) static void pack_panel(float *panel, int stri
                 copy_run(panel + (size_t)kk * stride + col, src + kk * plane + q, run);
             }
             col += run;
-        } else {
-            /* Strided: the rest of this output row, one float at a time. */
-            int y = q / p->ow, x = q - y * p->ow;
-            int run = p->ow - x < width - col ? p->ow - x : width - col;
-            const float *at = src + (size_t)y * p->sh * p->iw + (size_t)x * p->sw;
-            for (int kk = 0; kk < p->k; kk++) {
-                float *out = panel + (size_t)kk * stride + col;
-                const float *in = at + kk * plane;
-                for (int i = 0; i < run; i++)
-                    out[i] = in[(size_t)i * p->sw];
-            }
-            col += run;
+            continue;
         }
+        /* The rest of this output row: row kk of the panel is tap (c, ki, kj),
+         * which reads input row y * sh - ph + ki and zeros where it falls
+         * outside. */
+        int y = q / p->ow, x0 = q - y * p->ow;
+        int run = p->ow - x0 < width - col ? p->ow - x0 : width - col;
+        float *out = panel + col;
+        for (int c = 0; c < p->cin; c++)
+            for (int ki = 0; ki < p->kh; ki++) {
+                int iy = y * p->sh - p->ph + ki;
+                int inside = iy >= 0 && iy < p->ih;
+                const float *row = inside ? src + c * plane + (size_t)iy * p->iw : NULL;
+                for (int kj = 0; kj < p->kw; kj++, out += stride) {
+                    if (!inside) {
+                        copy_run(out, NULL, run);
+                        continue;
+                    }
+                    /* Outputs [lo, hi) of the run read inside the row. */
+                    int lo = p->x_begin[kj] - x0, hi = p->x_end[kj] - x0;
+                    if (lo < 0)
+                        lo = 0;
+                    if (lo > run)
+                        lo = run;
+                    if (hi > run)
+                        hi = run;
+                    if (hi < lo)
+                        hi = lo;
+                    copy_run(out, NULL, lo);
+                    gather_run(out + lo, row + (x0 + lo) * p->sw - p->pw + kj, hi - lo, p->sw);
+                    copy_run(out + hi, NULL, run - hi);
+                }
+            }
+        col += run;
     }
     if (padded > width)
         for (int kk = 0; kk < p->k; kk++)
@@ -304,7 +374,7 @@ static void prefetch_columns(const product *p, long j0, long width, int kk0, int
         long n = j / ohw;
         long q = j - n * ohw;
         long run = ohw - q < width - col ? ohw - q : width - col;
-        const float *src = p->b + (size_t)n * p->k * plane + q;
+        const float *src = p->b + (size_t)n * p->cin * plane + q;
         for (int kk = kk0; kk < kk1; kk++)
             for (long x = 0; x < run; x += 16)
                 _mm_prefetch((const char *)(src + kk * plane + x), _MM_HINT_T1);
@@ -337,7 +407,7 @@ __attribute__((target("avx512f"))) static void run_item(const product *p, float 
     long next_width = next_count ? p->columns - next_j0 : 0;
     if (next_width > (long)next_count * COLS)
         next_width = (long)next_count * COLS;
-    if (p->sh != 1 || p->sw != 1)
+    if (!p->whole_planes)
         next_width = 0;
     int calls = (o1 - o0 + ROWS - 1) / ROWS * count;
     int slice = (p->k + calls - 1) / calls; /* channels fetched per call */
@@ -408,47 +478,57 @@ static void run_product(const product *p, float *scratch)
     }
 }
 
-void rn_conv_pointwise_forward(float *dst, const float *src, const float *weights,
-                               const float *bias, const rn_conv_shape *s, float *scratch,
-                               const rn_conv_post *post)
+void rn_conv_implicit_forward(float *dst, const float *src, const float *weights,
+                              const float *bias, const rn_conv_shape *s, float *scratch,
+                              const rn_conv_post *post)
 {
-    product p = {.a = weights, .a_row = (size_t)s->ic, .a_k = 1, .m = s->oc, .k = s->ic,
-                 .b = src, .ih = s->ih, .iw = s->iw, .sh = s->sh, .sw = s->sw,
-                 .c = dst, .oh = s->oh, .ow = s->ow,
-                 .columns = (long)s->mb * s->oh * s->ow, .bias = bias, .post = post,
-                 .accumulate = 0};
+    product p = {.a = weights, .a_row = (size_t)s->ic * s->kh * s->kw, .a_k = 1, .m = s->oc,
+                 .k = s->ic * s->kh * s->kw, .b = src, .cin = s->ic, .ih = s->ih,
+                 .iw = s->iw, .kh = s->kh, .kw = s->kw, .sh = s->sh, .sw = s->sw,
+                 .ph = s->ph, .pw = s->pw, .c = dst, .oh = s->oh, .ow = s->ow,
+                 .columns = (long)s->mb * s->oh * s->ow, .bias = bias, .post = post};
+    p.whole_planes = s->kh == 1 && s->kw == 1 && s->sh == 1 && s->sw == 1 && s->ph == 0 &&
+                     s->pw == 0;
+    for (int kj = 0; kj < s->kw; kj++) {
+        /* ix = x * sw - pw + kj is inside for x in [begin, end). */
+        int offset = kj - s->pw;
+        int begin = offset >= 0 ? 0 : (-offset + s->sw - 1) / s->sw;
+        int end = (s->iw - offset + s->sw - 1) / s->sw;
+        p.x_begin[kj] = begin;
+        p.x_end[kj] = end < s->ow ? end : s->ow;
+    }
     run_product(&p, scratch);
 }
 
-void rn_conv_pointwise_backward_data(float *diff_src, const float *diff_dst,
-                                     const float *weights, const rn_conv_shape *s,
-                                     float *scratch, int overwrite)
+void rn_conv_implicit_backward_data(float *diff_src, const float *diff_dst,
+                                    const float *weights, const rn_conv_shape *s,
+                                    float *scratch, int overwrite)
 {
-    RN_ASSERT(s->sh == 1 && s->sw == 1);
+    RN_ASSERT(suits_backward(s));
     /* diff_src (ic, positions) = weights^T (ic, oc) diff_dst (oc, positions):
      * row i of weights^T, element kk, is weights[kk * ic + i]. */
     product p = {.a = weights, .a_row = 1, .a_k = (size_t)s->ic, .m = s->ic, .k = s->oc,
-                 .b = diff_dst, .ih = s->oh, .iw = s->ow, .sh = 1, .sw = 1,
-                 .c = diff_src, .oh = s->ih, .ow = s->iw,
-                 .columns = (long)s->mb * s->ih * s->iw, .bias = NULL, .post = NULL,
+                 .b = diff_dst, .cin = s->oc, .ih = s->oh, .iw = s->ow, .kh = 1, .kw = 1,
+                 .sh = 1, .sw = 1, .whole_planes = 1, .c = diff_src, .oh = s->ih,
+                 .ow = s->iw, .columns = (long)s->mb * s->ih * s->iw,
                  .accumulate = !overwrite};
     run_product(&p, scratch);
 }
 
 #else
 
-void rn_conv_pointwise_forward(float *dst, const float *src, const float *weights,
-                               const float *bias, const rn_conv_shape *s, float *scratch,
-                               const rn_conv_post *post)
+void rn_conv_implicit_forward(float *dst, const float *src, const float *weights,
+                              const float *bias, const rn_conv_shape *s, float *scratch,
+                              const rn_conv_post *post)
 {
-    RN_ASSERT(!"pointwise path without AVX-512");
+    RN_ASSERT(!"implicit GEMM without AVX-512");
 }
 
-void rn_conv_pointwise_backward_data(float *diff_src, const float *diff_dst,
-                                     const float *weights, const rn_conv_shape *s,
-                                     float *scratch, int overwrite)
+void rn_conv_implicit_backward_data(float *diff_src, const float *diff_dst,
+                                    const float *weights, const rn_conv_shape *s,
+                                    float *scratch, int overwrite)
 {
-    RN_ASSERT(!"pointwise path without AVX-512");
+    RN_ASSERT(!"implicit GEMM without AVX-512");
 }
 
 #endif
