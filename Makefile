@@ -14,6 +14,19 @@ CFLAGS  += -Iinclude -Isrc
 ifeq ($(NATIVE),1)
 CFLAGS  += -march=native
 endif
+# ISA=avx2 or ISA=baseline limits the build to the code that CPUs without
+# AVX-512 (or without AVX2) run, so that this machine can test it; `make
+# test-isa` does both. Their tests hold OpenBLAS to matching kernels.
+ISA     ?=
+ifeq ($(ISA),avx2)
+CFLAGS  += -DRN_ISA_AVX2
+OPENBLAS_CORE = Haswell
+else ifeq ($(ISA),baseline)
+CFLAGS  += -DRN_ISA_BASELINE
+OPENBLAS_CORE = Prescott
+else ifneq ($(ISA),)
+$(error ISA=$(ISA) is not known: use avx2 or baseline, or leave it empty)
+endif
 # OpenBLAS's OpenMP build (Debian's libopenblas-openmp-dev): the library
 # calls sgemm from its own OpenMP threads, and the pthread build serializes
 # concurrent calls on an internal lock (measured: 2 threads ran no faster
@@ -35,9 +48,9 @@ CLI_OBJ  = $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ = $(TEST_SRC:%.c=$(BUILD)/%.o)
 
 PYTHON   ?= /usr/bin/python3
-FIXTURES  = $(BUILD)/fixtures
+FIXTURES ?= $(BUILD)/fixtures
 
-.PHONY: all test fixtures clean
+.PHONY: all test test-isa fixtures clean
 
 all: $(BUILD)/resnet $(BUILD)/run_tests
 
@@ -65,8 +78,15 @@ $(FIXTURES)/.complete: tools/make_fixtures.py tools/torch_models.py tools/safete
 # The suite uses the resnet binary for its command-line tests, PyTorch
 # (through $(PYTHON)) for the round trip and the fixtures for parity.
 test: all fixtures
+	$(if $(OPENBLAS_CORE),OPENBLAS_CORETYPE=$(OPENBLAS_CORE)) \
 	RESNET_BIN=$(BUILD)/resnet RESNET_PYTHON=$(PYTHON) RESNET_FIXTURES=$(FIXTURES) \
 	    ./$(BUILD)/run_tests
+
+# The suite on the AVX2 and the baseline x86-64 builds, in their own build
+# folders, with this build's fixtures.
+test-isa: fixtures
+	$(MAKE) BUILD=$(BUILD)/isa-avx2 ISA=avx2 FIXTURES=$(FIXTURES) test
+	$(MAKE) BUILD=$(BUILD)/isa-baseline ISA=baseline FIXTURES=$(FIXTURES) test
 
 # Layer timing of the three convolution paths (bench/conv_paths.c).
 $(BUILD)/conv_paths: $(BUILD)/bench/conv_paths.o $(BUILD)/libresnet.a

@@ -7,11 +7,29 @@
 #ifndef RN_CORE_CPU_H
 #define RN_CORE_CPU_H
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                      \
+    !defined(RN_ISA_AVX2) && !defined(RN_ISA_BASELINE)
 #define RN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#elif defined(__x86_64__) && defined(__GNUC__) && defined(RN_ISA_AVX2)
+#define RN_CLONES __attribute__((target("avx2")))
 #else
 #define RN_CLONES
 #endif
+
+/* Whether the AVX-512 kernels may run: the CPU has AVX-512F and the build
+ * is not limited to an older instruction set. `make ISA=avx2` (RN_ISA_AVX2)
+ * builds the AVX2 clones alone and `make ISA=baseline` (RN_ISA_BASELINE) the
+ * baseline x86-64 code alone, so that this machine can test the paths that
+ * older CPUs take. */
+static inline int rn_cpu_avx512(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(RN_ISA_AVX2) &&                     \
+    !defined(RN_ISA_BASELINE)
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
 
 /* Partial sums per reduction, so that the compiler vectorizes reductions
  * without reassociating float additions, which strict IEEE semantics forbid.

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cpu.h"
 #include "core/status.h"
 #include "layers/conv_direct.h"
 #include "layers/conv_winograd.h"
@@ -70,7 +71,7 @@ int rn_conv_direct_set_enabled(int on)
 static int suits_path(const rn_conv_shape *s, int winograd_off)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (!__builtin_cpu_supports("avx512f"))
+    if (!rn_cpu_avx512())
         return 0;
     if (s->groups > 1 || s->sh != 1 || s->sw != 1 || s->kh != 2 * s->ph + 1 ||
         s->kw != 2 * s->pw + 1 || s->kh * s->kw == 1)

@@ -37,6 +37,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "core/cpu.h"
 #include "core/status.h"
 #include "layers/conv_direct.h"
 #include "layers/conv_implicit.h"
@@ -56,7 +57,7 @@ enum {
 static int suits(const rn_conv_shape *s)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-    return __builtin_cpu_supports("avx512f") && s->groups <= 1 && s->kw <= MAX_KW &&
+    return rn_cpu_avx512() && s->groups <= 1 && s->kw <= MAX_KW &&
            s->oc >= ROWS;
 #else
     (void)s;

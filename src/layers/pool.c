@@ -117,7 +117,7 @@ __attribute__((target("avx512f"))) static void maxpool_plane_3x3s2(float *y, con
 
 static int takes_3x3s2(const rn_pool_shape *s)
 {
-    return __builtin_cpu_supports("avx512f") && s->kh == 3 && s->kw == 3 && s->sh == 2 &&
+    return rn_cpu_avx512() && s->kh == 3 && s->kw == 3 && s->sh == 2 &&
            s->sw == 2 && s->ph == 1 && s->pw == 1 && s->iw <= ROW_MAX;
 }
 #else
