@@ -73,7 +73,7 @@ static void print_profile(const rn_model *m, const rn_profile *p, double other,
 {
     int64_t macs[RN_PROFILE_CLASSES] = {0};
     for (int i = 0; i < m->node_count; i++)
-        macs[rn_node_profile_class(m, i)] += rn_node_macs(m, i);
+        macs[rn_node_profile_class(m, i, mb)] += rn_node_macs(m, i);
 
     printf("\nper step, %d steps:\n", steps);
     if (inference)

@@ -618,7 +618,7 @@ const float *rn_model_forward(rn_model *m, rn_plan *plan, const float *images,
             break;
         }
         if (plan->profile)
-            plan->profile->forward[rn_node_profile_class(m, i)] += omp_get_wtime() - start;
+            plan->profile->forward[rn_node_profile_class(m, i, mb)] += omp_get_wtime() - start;
     }
     return plan->value_data[m->value_count - 1];
 }
@@ -741,7 +741,7 @@ void rn_model_backward(rn_model *m, rn_plan *plan, const float *diff_logits)
         }
         }
         if (plan->profile)
-            plan->profile->backward[rn_node_profile_class(m, i)] += omp_get_wtime() - start;
+            plan->profile->backward[rn_node_profile_class(m, i, mb)] += omp_get_wtime() - start;
     }
 }
 
@@ -750,12 +750,12 @@ void rn_plan_set_profile(rn_plan *plan, rn_profile *profile)
     plan->profile = profile;
 }
 
-rn_profile_class rn_node_profile_class(const rn_model *m, int i)
+rn_profile_class rn_node_profile_class(const rn_model *m, int i, int mb)
 {
     const rn_node *node = &m->nodes[i];
     switch (node->kind) {
     case RN_NODE_CONV: {
-        rn_conv_shape s = conv_shape(m, node, 1);
+        rn_conv_shape s = conv_shape(m, node, mb);
         if (rn_conv_direct_applies(&s))
             return RN_PROFILE_CONV_DIRECT;
         return rn_conv_implicit_applies(&s) ? RN_PROFILE_CONV_IMPLICIT : RN_PROFILE_CONV_GEMM;

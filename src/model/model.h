@@ -202,7 +202,9 @@ typedef struct rn_profile {
  * for its threads, which the passes do anyway. */
 void rn_plan_set_profile(rn_plan *plan, rn_profile *profile);
 
-rn_profile_class rn_node_profile_class(const rn_model *model, int i);
+/* The class of node i in a pass over mb images: a convolution's path depends
+ * on the batch (Winograd needs enough tiles). */
+rn_profile_class rn_node_profile_class(const rn_model *model, int i, int mb);
 const char *rn_profile_class_name(rn_profile_class c);
 
 #endif
