@@ -254,8 +254,11 @@ TEST(conv2d_fast_paths_match_im2col)
          * channels for Winograd's weight accumulators). */
         {.mb = 4, .ic = 520, .ih = 7, .iw = 7, .oc = 512, .kh = 3, .kw = 3, .sh = 1,
          .sw = 1, .ph = 1, .pw = 1},
-        /* One image: the threads share its blocks. */
+        /* One image: the threads share its blocks, of one vector of tiles
+         * each (rows of 10 and of 8 tiles, the last half outside). */
         {.mb = 1, .ic = 16, .ih = 20, .iw = 20, .oc = 24, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
+         .ph = 1, .pw = 1},
+        {.mb = 1, .ic = 32, .ih = 15, .iw = 15, .oc = 40, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
          .ph = 1, .pw = 1},
         /* 1x1 on the pointwise GEMM: panels spanning images, channels that
          * are not multiples of the 8-row block, one image with rows split

@@ -318,11 +318,12 @@ typedef struct pass {
     const float *weights;
     const int *off;
     int cin, cout, wino;
+    int vectors; /* Winograd's vectors of tiles per block */
 } pass;
 
-static rn_wino_planes planes_of(const rn_conv_shape *s, const geometry *g)
+static rn_wino_planes planes_of(const rn_conv_shape *s, const geometry *g, int vectors)
 {
-    rn_wino_planes p = {g->plane, g->wp, s->oh, s->ow};
+    rn_wino_planes p = {g->plane, g->wp, s->oh, s->ow, vectors};
     return p;
 }
 
@@ -331,7 +332,7 @@ static rn_wino_planes planes_of(const rn_conv_shape *s, const geometry *g)
 static int items_of(const pass *ps, const rn_conv_shape *s, const geometry *g)
 {
     if (ps->wino) {
-        rn_wino_planes p = planes_of(s, g);
+        rn_wino_planes p = planes_of(s, g, ps->vectors);
         return rn_winograd_blocks(&p);
     }
     return g->q_blocks * blocks_of(ps->cout, FWD_OC);
@@ -344,7 +345,7 @@ static void forward_item(float *dst, const float *padded, const pass *ps,
                          int accumulate, int item, float *work)
 {
     if (ps->wino) {
-        rn_wino_planes p = planes_of(s, g);
+        rn_wino_planes p = planes_of(s, g, ps->vectors);
         rn_winograd_block(dst, padded, ps->weights, ps->cin, ps->cout, &p, bias, accumulate,
                           item, work);
         return;
@@ -373,7 +374,7 @@ static pass prepare(float *scratch, const float *weights, const rn_conv_shape *s
                     const geometry *g, int flip)
 {
     pass ps = {scratch, offsets_of(scratch, s), flip ? s->oc : s->ic, flip ? s->ic : s->oc,
-               rn_winograd_enabled() && rn_winograd_suits(s)};
+               rn_winograd_enabled() && rn_winograd_suits(s), 3};
     if (ps.wino)
         rn_winograd_transform_weights(scratch, weights, ps.cout, ps.cin, flip);
     else
@@ -420,7 +421,11 @@ void rn_conv_direct_forward(float *dst, const float *src, const float *weights,
         return;
     }
     /* Fewer images than threads, as in inference on one image: the threads
-     * share each image's items, the image padded in thread 0's area. */
+     * share each image's items, the image padded in thread 0's area. A few
+     * Winograd blocks of 3 vectors split unevenly (5 blocks of a 28x28
+     * plane gave 2 threads 126 and 70 tiles), so blocks of one vector. */
+    if (ps.wino && items_of(&ps, s, &g) < 8 * threads)
+        ps.vectors = 1;
     int items = items_of(&ps, s, &g);
     zero_slack(images, s->ic, &g);
     for (int n = 0; n < s->mb; n++) {
@@ -561,7 +566,7 @@ typedef struct backward_scratch {
 static backward_scratch backward_sizes(const rn_conv_shape *s, const geometry *g)
 {
     int ocp = (s->oc + 15) & ~15;
-    rn_wino_planes planes = planes_of(s, g);
+    rn_wino_planes planes = planes_of(s, g, 3);
     backward_scratch b;
     b.group = rn_winograd_suits(s) ? rn_winograd_grad_group(&planes) : 1;
     b.x_pad_one = padded_numel(g, s->ic);
@@ -646,7 +651,7 @@ void rn_conv_direct_backward(float *diff_src, float *diff_weights,
     int k = s->ic * s->kh * s->kw;
     int positions = s->oh * s->ow;
     int wino = winograd_weights(s);
-    rn_wino_planes planes = planes_of(s, &g);
+    rn_wino_planes planes = planes_of(s, &g, 3);
     float *threads_base = scratch + packed_numel(s);
     size_t src_stride = (size_t)s->ic * s->ih * s->iw;
     size_t dst_stride = (size_t)s->oc * positions;

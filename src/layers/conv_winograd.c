@@ -128,13 +128,15 @@ void rn_winograd_transform_weights(float *u, const float *weights, int cout, int
     }
 }
 
-/* Tiles per block: the whole tile rows that fit in RN_WINO_TILES where a
- * row has at most 16 tiles, so that the vectors of a block never split a
- * row; RN_WINO_TILES for wider planes. */
+/* Tiles per block: the whole tile rows that fit in p->vectors vectors (at
+ * most RN_WINO_TILES tiles) where a row has at most 16 tiles, so that the
+ * vectors of a block never split a row; all of the vectors for wider
+ * planes. */
 static int block_tiles(const rn_wino_planes *p)
 {
     int tw = (p->ow + 1) / 2;
-    return tw <= 16 ? RN_WINO_TILES / tw * tw : RN_WINO_TILES;
+    int capacity = 16 * p->vectors;
+    return tw <= 16 ? capacity / tw * tw : capacity;
 }
 
 int rn_winograd_blocks(const rn_wino_planes *p)

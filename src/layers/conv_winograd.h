@@ -21,6 +21,7 @@ enum {
 typedef struct rn_wino_planes {
     size_t plane;
     int wp, oh, ow;
+    int vectors; /* vectors of 16 tiles per forward block: 3, or 1 for finer blocks */
 } rn_wino_planes;
 
 /* 3x3 kernel, stride 1, padding 1, no groups, and a plane with at least
