@@ -7,6 +7,12 @@
 # at run time. NATIVE=1 adds -march=native for benchmarks on this machine.
 
 CC      ?= gcc
+# A build limited by ISA (below) gets a folder of its own, so that it never
+# mixes objects with the default build's.
+ISA     ?=
+ifneq ($(ISA),)
+BUILD   ?= build/isa-$(ISA)
+endif
 BUILD   ?= build
 CFLAGS  ?= -O3 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -fopenmp -Wall -Wextra -Wshadow -Wno-unused-parameter -MMD -MP
@@ -17,7 +23,6 @@ endif
 # ISA=avx2 or ISA=baseline limits the build to the code that CPUs without
 # AVX-512 (or without AVX2) run, so that this machine can test it; `make
 # test-isa` does both. Their tests hold OpenBLAS to matching kernels.
-ISA     ?=
 ifeq ($(ISA),avx2)
 CFLAGS  += -DRN_ISA_AVX2
 OPENBLAS_CORE = Haswell
@@ -80,7 +85,7 @@ $(FIXTURES)/.complete: tools/make_fixtures.py tools/torch_models.py tools/safete
 test: all fixtures
 	$(if $(OPENBLAS_CORE),OPENBLAS_CORETYPE=$(OPENBLAS_CORE)) \
 	RESNET_BIN=$(BUILD)/resnet RESNET_PYTHON=$(PYTHON) RESNET_FIXTURES=$(FIXTURES) \
-	    ./$(BUILD)/run_tests
+	    $(BUILD)/run_tests
 
 # The suite on the AVX2 and the baseline x86-64 builds, in their own build
 # folders, with this build's fixtures.

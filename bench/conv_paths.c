@@ -49,6 +49,12 @@ int main(int argc, char **argv)
     }
     if (!oc)
         oc = c;
+    /* The layers index planes with int: keep oh * ow and its multiples far
+     * below 2^31. */
+    if (size > 8192) {
+        fprintf(stderr, "conv_paths: SIZE %d is over the limit of 8192\n", size);
+        return 2;
+    }
     if (kernel > size + 2 * (kernel / 2)) {
         fprintf(stderr, "conv_paths: a %dx%d kernel does not fit a %dx%d plane\n", kernel,
                 kernel, size, size);

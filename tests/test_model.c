@@ -292,6 +292,18 @@ static void check_inference_plan(const char *arch, int c, int h, int w, rn_short
         CHECK_MSG(memcmp(expected, actual, (size_t)mb * classes * sizeof(float)) == 0,
                   "%s: inference logits differ: %.9g against %.9g", arch, actual[0],
                   expected[0]);
+        /* An infinite pixel makes NaNs inside the network. The folded
+         * ReLUs must treat them as the separate layers do, which keep NaN
+         * (as PyTorch does), so the logits agree, NaN for NaN. */
+        x[numel / 2] = INFINITY;
+        memcpy(expected, rn_model_forward(m, train, x, mb, 0),
+               (size_t)mb * classes * sizeof(float));
+        actual = rn_model_forward(m, infer, x, mb, 0);
+        int differ = 0;
+        for (int i = 0; i < mb * classes; i++)
+            differ += !(isnan(expected[i]) && isnan(actual[i])) &&
+                      memcmp(expected + i, actual + i, sizeof(float)) != 0;
+        CHECK_MSG(differ == 0, "%s: %d logits differ after an infinite pixel", arch, differ);
         CHECK_MSG(rn_plan_nbytes(infer) < rn_plan_nbytes(train),
                   "%s: inference plan holds %zu bytes, training plan %zu", arch,
                   rn_plan_nbytes(infer), rn_plan_nbytes(train));

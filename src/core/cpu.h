@@ -16,6 +16,13 @@
 #define RN_CLONES
 #endif
 
+/* 1 in a build limited to baseline x86-64, which runs no AVX code. */
+#if defined(RN_ISA_BASELINE)
+#define RN_ISA_BASELINE_ONLY 1
+#else
+#define RN_ISA_BASELINE_ONLY 0
+#endif
+
 /* Whether the AVX-512 kernels may run: the CPU has AVX-512F and the build
  * is not limited to an older instruction set. `make ISA=avx2` (RN_ISA_AVX2)
  * builds the AVX2 clones alone and `make ISA=baseline` (RN_ISA_BASELINE) the

@@ -5,6 +5,7 @@
 #include <immintrin.h>
 #include <omp.h>
 
+#include "core/cpu.h"
 #include "kernels/peak.h"
 
 enum {
@@ -71,10 +72,12 @@ double rn_peak_gflops(int threads, const char **isa)
     int lanes = 4;
     const char *name = "portable C";
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (__builtin_cpu_supports("avx512f")) {
+    /* The widest loop that this build's kernels may use (see rn_cpu_avx512). */
+    if (rn_cpu_avx512()) {
         lanes = 16;
         name = "AVX-512 FMA";
-    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    } else if (!RN_ISA_BASELINE_ONLY && __builtin_cpu_supports("avx2") &&
+               __builtin_cpu_supports("fma")) {
         lanes = 8;
         name = "AVX2 FMA";
     }

@@ -176,7 +176,7 @@ void rn_bn_forward_eval(float *dst, const float *src, const float *gamma,
             float *y = dst + n * batch_stride + c * hw;
             for (size_t i = 0; i < hw; i++) {
                 float v = x[i] * scale + shift;
-                y[i] = relu && !(v > 0.0f) ? 0.0f : v;
+                y[i] = relu && v < 0.0f ? 0.0f : v; /* NaN and -0 stay, as in rn_relu_forward */
             }
         }
     }

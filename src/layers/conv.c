@@ -229,7 +229,7 @@ RN_CLONES void rn_conv_finish(float *dst, const float *bias, const rn_conv_post 
             v = v * scale + shift;
             if (res)
                 v += res[p];
-            row[p] = relu && !(v > 0.0f) ? 0.0f : v;
+            row[p] = relu && v < 0.0f ? 0.0f : v; /* NaN and -0 stay, as in rn_relu_forward */
         }
     }
 }

@@ -311,8 +311,8 @@ finish_row(float *out, const float *t, int n, float bias, const rn_conv_post *po
             v = _mm512_add_ps(_mm512_mul_ps(v, scale), shift);
             if (res)
                 v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, res + x));
-            if (post->relu) /* NaN becomes 0, as in rn_conv_finish */
-                v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ),
+            if (post->relu) /* below zero to 0; NaN and -0 stay, as in rn_conv_finish */
+                v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NLT_UQ),
                                         v);
         }
         _mm512_mask_storeu_ps(out + x, mask, v);
