@@ -260,11 +260,11 @@ TEST(conv2d_fast_paths_match_im2col)
          .ph = 1, .pw = 1},
         {.mb = 1, .ic = 32, .ih = 15, .iw = 15, .oc = 40, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
          .ph = 1, .pw = 1},
-        /* 1x1 on the pointwise GEMM: panels spanning images, channels that
-         * are not multiples of the 8-row block, one image with rows split
-         * between threads, stride 2 (forward only; backward takes im2col),
-         * 1x1 planes, several panel groups deep enough that the next
-         * group's columns are fetched while one is computed. */
+        /* 1x1 on the implicit GEMM. Panels span images, and channel counts
+         * are not multiples of the 8-row block. One image splits its rows
+         * between threads. Stride 2 runs forward only (backward takes
+         * im2col). Then 1x1 planes, and panel groups deep enough that the
+         * next group's columns are fetched while one is computed. */
         {.mb = 5, .ic = 24, .ih = 7, .iw = 7, .oc = 40, .kh = 1, .kw = 1, .sh = 1, .sw = 1},
         {.mb = 3, .ic = 13, .ih = 9, .iw = 5, .oc = 21, .kh = 1, .kw = 1, .sh = 1, .sw = 1},
         {.mb = 1, .ic = 64, .ih = 7, .iw = 7, .oc = 200, .kh = 1, .kw = 1, .sh = 1, .sw = 1},

@@ -14,11 +14,11 @@
  * convolution at stride 1 without padding, a panel row is a run of one
  * plane. Otherwise it is built one output row at a time, with zeros where a
  * tap falls in the padding and a permute for stride 2. The kernel
- * multiplies 8 weight rows by one panel into 24 vector accumulators, reading
- * the weights where they are (8 rows advance together, one broadcast per row
- * and k), and writes the 8 x 48 tile into the output planes with the bias and
- * the folded BN, addition and ReLU applied while the tile is in cache,
- * rounded as rn_conv_finish rounds them.
+ * multiplies 8 weight rows by one panel into 24 vector accumulators. It
+ * reads the weights where they are: 8 rows advance together, with one
+ * broadcast per row and k. It then writes the 8 x 48 tile into the output
+ * planes, applying the bias and the folded BN, addition and ReLU while the
+ * tile is in cache, rounded as rn_conv_finish rounds them.
  *
  * A thread's work item is a group of panels, which it packs, times a range
  * of weight rows: the group stays in L2 while each 8-row block of weights
@@ -110,7 +110,7 @@ size_t rn_conv_implicit_scratch_numel(const rn_conv_shape *s, int threads)
 #if defined(__x86_64__) && defined(__GNUC__)
 
 /* One product: c (mb, m, oh * ow) = a (m, k) times col (k, mb * oh * ow),
- * where col holds the taps of b (mb, cin, ih, iw) as described at the top.
+ * where col contains the taps of b (mb, cin, ih, iw) as described at the top.
  * Row i of a, element kk, is at a[i * a_row + kk * a_k]. */
 typedef struct product {
     const float *a;

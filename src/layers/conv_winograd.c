@@ -22,11 +22,11 @@
  * There the output channels lie in the vectors, from the transposed output
  * gradient.
  *
- * NOTE: the transforms mix values that a direct convolution keeps apart. An
- * Inf in the input becomes NaN in the outputs of its tiles (Inf - Inf in the
- * transforms) where the direct sum gives Inf, a NaN or Inf reaches all 9
- * taps of the affected kernels' weight gradient, not only those that see it,
- * and inputs near the float limit (about 1e38) can overflow where the
+ * NOTE: the transforms mix values that a direct convolution keeps apart.
+ * An Inf in the input becomes NaN in the outputs of its tiles (Inf - Inf in
+ * the transforms), where the direct sum gives Inf. A NaN or Inf reaches all
+ * 9 taps of the affected kernels' weight gradient, not only those that see
+ * it. Inputs near the float limit (about 1e38) can overflow where the
  * direct sum does not. */
 #include <immintrin.h>
 #include <stdlib.h>
