@@ -208,6 +208,19 @@ __attribute__((target("avx512f"))) static void pack_panel(float *panel, int stri
                 int iy = y * p->sh - p->ph + ki;
                 int inside = iy >= 0 && iy < p->ih;
                 const float *row = inside ? src + c * plane + (size_t)iy * p->iw : NULL;
+                if (inside && p->kh * p->kw == 1 && c + PREFETCH < p->cin) {
+                    /* A strided 1x1 reads one short row per channel: fetch the
+                     * row PREFETCH channels ahead, as for whole planes. Larger
+                     * kernels read each row several times and measured no
+                     * better for it. */
+                    const float *ahead = row + PREFETCH * plane;
+                    int first = x0 * p->sw - p->pw > 0 ? x0 * p->sw - p->pw : 0;
+                    int last = (x0 + run - 1) * p->sw - p->pw + p->kw;
+                    if (last > p->iw)
+                        last = p->iw;
+                    for (int x = first; x < last; x += 16)
+                        _mm_prefetch((const char *)(ahead + x), _MM_HINT_T0);
+                }
                 for (int kj = 0; kj < p->kw; kj++, out += stride) {
                     if (!inside) {
                         copy_run(out, NULL, run);
