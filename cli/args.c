@@ -93,10 +93,30 @@ int rn_args_next(rn_args *args, const char *const *shorts, rn_takes_value_fn tak
     return 1;
 }
 
+/* One dimension of a shape at *text: decimal digits only (no sign or
+ * space, which sscanf would take), from 1 to SHAPE_MAX, then `end`. */
+enum { SHAPE_MAX = 1000000 };
+
+static int parse_dimension(const char **text, char end, int *out)
+{
+    long value = 0;
+    const char *p = *text;
+    if (*p < '0' || *p > '9')
+        return 0;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        value = value * 10 + (*p - '0');
+        if (value > SHAPE_MAX)
+            return 0;
+    }
+    if (*p != end || value < 1)
+        return 0;
+    *out = (int)value;
+    *text = end ? p + 1 : p;
+    return 1;
+}
+
 int rn_parse_shape(const char *text, int *c, int *h, int *w)
 {
-    char tail;
-    if (sscanf(text, "%dx%dx%d%c", c, h, w, &tail) != 3)
-        return 0;
-    return *c > 0 && *h > 0 && *w > 0;
+    return parse_dimension(&text, 'x', c) && parse_dimension(&text, 'x', h) &&
+           parse_dimension(&text, '\0', w);
 }

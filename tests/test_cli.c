@@ -62,6 +62,10 @@ TEST(cli_usage_errors_exit_2)
         "eval",
         "info",
         "info --model resnet20 --input 3x32",
+        "info --model resnet20 --input ' 3x+32x32'",
+        "info --model resnet20 --input 3x99999999999x32",
+        "info --model resnet20 --input 3x32x32x",
+        "info --model resnet20 --input 3x0x32",
         "bench --model resnet20 -b 0",
         "no-such-command",
     };
