@@ -1,5 +1,6 @@
-/* 2-D convolution as im2col + GEMM, for the shapes that the direct path
- * (conv_direct.c) does not take.
+/* 2-D convolution as im2col + GEMM, for what the paths of our own leave:
+ * the shapes and gradients that the direct kernel and Winograd
+ * (conv_direct.c) and the implicit GEMM (conv_implicit.c) do not take.
  *
  * Images are processed in chunks of nb, one chunk per OpenMP thread at a
  * time. For a chunk, col (K, nb * ohw) contains the im2col copies of its images
@@ -92,11 +93,12 @@ static size_t thread_scratch_numel(const rn_conv_shape *s, int threads)
 size_t rn_conv2d_scratch_numel(const rn_conv_shape *s, int threads)
 {
     size_t im2col_numel = thread_scratch_numel(s, threads) * (size_t)threads;
-    size_t direct_numel = rn_conv_direct_scratch_numel(s, threads); /* 0 if never direct */
+    /* The paths of our own, 0 where they never apply. */
+    size_t own_numel = rn_conv_direct_scratch_numel(s, threads);
     size_t implicit_numel = rn_conv_implicit_scratch_numel(s, threads);
-    if (direct_numel < implicit_numel)
-        direct_numel = implicit_numel;
-    return im2col_numel > direct_numel ? im2col_numel : direct_numel;
+    if (own_numel < implicit_numel)
+        own_numel = implicit_numel;
+    return im2col_numel > own_numel ? im2col_numel : own_numel;
 }
 
 /* Output columns [*x_begin, *x_end) read input columns inside the image for

@@ -1,6 +1,6 @@
 /* Direct convolution for stride 1 and "same" padding on CPUs with AVX-512
- * (conv_direct.c). conv.c uses it where rn_conv_direct_applies() and falls
- * back to im2col and GEMM elsewhere. */
+ * (conv_direct.c). conv.c uses it where rn_conv_direct_applies(), and the
+ * implicit GEMM (conv_implicit.h) or im2col and GEMM elsewhere. */
 #ifndef RN_LAYERS_CONV_DIRECT_H
 #define RN_LAYERS_CONV_DIRECT_H
 
@@ -10,13 +10,13 @@
  * a kernel larger than 1x1, and the CPU has AVX-512. */
 int rn_conv_direct_applies(const rn_conv_shape *s);
 
-/* Turn the direct path off (0) or back on (1) for this process, so that
- * tests and benchmarks can compare it with im2col. Returns the previous
- * setting. The environment variable RESNET_CONV=im2col turns it off at
- * start-up. */
+/* Turn the paths of our own (direct, Winograd, implicit GEMM) off (0) or
+ * back on (1) for this process, so that tests and benchmarks can compare
+ * them with im2col. Returns the previous setting. The environment variable
+ * RESNET_CONV=im2col turns them off at start-up. */
 int rn_conv_direct_set_enabled(int enabled);
 
-/* Whether the paths of our own (direct, Winograd, pointwise) are on. */
+/* Whether the paths of our own (direct, Winograd, implicit GEMM) are on. */
 int rn_conv_direct_enabled(void);
 
 /* Floats of scratch the direct path needs for this shape, whether it is
