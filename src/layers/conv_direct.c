@@ -28,6 +28,7 @@
 
 #include "core/cpu.h"
 #include "core/status.h"
+#include "layers/avx512.h"
 #include "layers/conv_direct.h"
 #include "layers/conv_winograd.h"
 
@@ -176,18 +177,6 @@ static int *offsets_of(float *scratch, const rn_conv_shape *s)
 
 /* Copy planes (c, h, w) into zero-padded planes (c, hp, wp). The caller
  * zeroes the slack after the last plane (zero_slack). */
-/* Zero n floats, or copy them from src, with vector stores: the library
- * calls cost more than the work on rows of a few dozen floats. */
-static inline __attribute__((target("avx512f"), always_inline)) void
-copy_or_zero(float *dst, const float *src, size_t n)
-{
-    for (size_t x = 0; x < n; x += 16) {
-        __mmask16 mask = n - x >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - x)) - 1);
-        __m512 v = src ? _mm512_maskz_loadu_ps(mask, src + x) : _mm512_setzero_ps();
-        _mm512_mask_storeu_ps(dst + x, mask, v);
-    }
-}
-
 __attribute__((target("avx512f"))) static void pad_planes(float *dst, const float *src, int c,
                                                            int h, int w, int ph, int pw,
                                                            const geometry *g)
@@ -197,14 +186,14 @@ __attribute__((target("avx512f"))) static void pad_planes(float *dst, const floa
         float *plane = dst + ch * g->plane;
         const float *in = src + (size_t)ch * h * w;
         /* The top border and the first row's left padding. */
-        copy_or_zero(plane, NULL, border + pw);
+        rn_copy_or_zero(plane, NULL, border + pw);
         for (int y = 0; y < h; y++) {
             float *row = plane + (size_t)(y + ph) * g->wp + pw;
-            copy_or_zero(row, in + (size_t)y * w, w);
+            rn_copy_or_zero(row, in + (size_t)y * w, w);
             /* This row's right padding and the next row's left padding. */
-            copy_or_zero(row + w, NULL, 2 * pw);
+            rn_copy_or_zero(row + w, NULL, 2 * pw);
         }
-        copy_or_zero(plane + g->plane - border, NULL, border);
+        rn_copy_or_zero(plane + g->plane - border, NULL, border);
     }
 }
 
@@ -544,7 +533,7 @@ __attribute__((target("avx512f"))) static void transpose_gradient(float *dyt, co
     for (int o = 0; o < ocp; o += 16)
         for (int p0 = 0; p0 < positions; p0 += 16) {
             int n = positions - p0 < 16 ? positions - p0 : 16;
-            __mmask16 mask = (__mmask16)(n == 16 ? 0xffff : (1u << n) - 1);
+            __mmask16 mask = rn_first_lanes(n);
             __m512 r[16];
             for (int i = 0; i < 16; i++)
                 r[i] = o + i < oc ? _mm512_maskz_loadu_ps(mask, dy + (size_t)(o + i) * positions + p0)

@@ -39,21 +39,22 @@
 
 #include "core/cpu.h"
 #include "core/status.h"
+#include "layers/avx512.h"
 #include "layers/conv_direct.h"
 #include "layers/conv_implicit.h"
 
 enum {
     ROWS = 8,          /* weight rows per kernel call */
     COLS = 48,         /* columns per panel: 3 vectors of 16 */
-    GROUP_FLOATS = 98304, /* packed panels per item: 384 KiB, under half an L2 */
+    GROUP_FLOATS = 98304, /* packed panels per item: 384 KiB, under half of Zen 4's 1 MiB L2 */
     MAX_GROUP = 8,     /* panels per item */
     PREFETCH = 8,      /* channels that packing fetches ahead */
     MAX_KW = 16,       /* widest kernel taken */
 };
 
-/* Forward: any convolution without groups, up to MAX_KW columns wide, with
- * at least ROWS output channels, because a short row block reads the rows
- * before it. */
+/* Return whether the forward pass takes the shape: no groups, up to MAX_KW
+ * columns wide, and at least ROWS output channels, because a short row
+ * block reads the rows before it. */
 static int suits(const rn_conv_shape *s)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -65,7 +66,8 @@ static int suits(const rn_conv_shape *s)
 #endif
 }
 
-/* Backward data: 1x1, stride 1, no padding, at least ROWS input channels. */
+/* Return whether the data gradient takes the shape: 1x1, stride 1, no
+ * padding and at least ROWS input channels. */
 static int suits_backward(const rn_conv_shape *s)
 {
     return suits(s) && s->kh == 1 && s->kw == 1 && s->sh == 1 && s->sw == 1 && s->ph == 0 &&
@@ -82,7 +84,7 @@ int rn_conv_implicit_backward_applies(const rn_conv_shape *s)
     return rn_conv_direct_enabled() && suits_backward(s);
 }
 
-/* Panels per work item for a product k rows deep. */
+/* Return the panels per work item for a product k rows deep. */
 static int group_of(int k)
 {
     int g = GROUP_FLOATS / (COLS * k);
@@ -91,8 +93,9 @@ static int group_of(int k)
     return g < MAX_GROUP ? g : MAX_GROUP;
 }
 
-/* Floats of one work item's packed panels, k rows deep. Not monotonic in k
- * (the group shrinks as k grows), so callers size for both directions. */
+/* Return the floats of one work item's packed panels, k rows deep. It is
+ * not monotonic in k (the group shrinks as k grows), so the scratch is sized
+ * for both directions. */
 static size_t item_floats(int k)
 {
     return (size_t)group_of(k) * COLS * k;
@@ -128,25 +131,14 @@ typedef struct product {
     int accumulate;            /* add to c instead of replacing it */
 } product;
 
-/* Copy n floats, or zero them where src is NULL, with masked vector
- * stores. */
-static inline __attribute__((target("avx512f"), always_inline)) void
-copy_run(float *dst, const float *src, int n)
-{
-    for (int x = 0; x < n; x += 16) {
-        __mmask16 mask = n - x >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - x)) - 1);
-        __m512 v = src ? _mm512_maskz_loadu_ps(mask, src + x) : _mm512_setzero_ps();
-        _mm512_mask_storeu_ps(dst + x, mask, v);
-    }
-}
-
-/* out[0, n) = in[0], in[sw], in[2 sw], ...; at stride 2 two vector loads
- * and a permute per 16 floats, and no read past in[2 (n - 1)]. */
+/* Gather out[0, n) = in[0], in[sw], in[2 sw], ... At stride 2 it takes two
+ * vector loads and a permute per 16 floats, and reads nothing past
+ * in[2 (n - 1)]. */
 static inline __attribute__((target("avx512f"), always_inline)) void
 gather_run(float *out, const float *in, int n, int sw)
 {
     if (sw == 1) {
-        copy_run(out, in, n);
+        rn_copy_or_zero(out, in, n);
         return;
     }
     if (sw != 2) {
@@ -159,11 +151,11 @@ gather_run(float *out, const float *in, int n, int sw)
     for (int i = 0; i < n; i += 16) {
         int count = n - i < 16 ? n - i : 16;
         int needed = 2 * count - 1; /* floats read from in + 2 i */
-        __mmask16 lo = needed >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << needed) - 1);
-        __mmask16 hi = needed > 16 ? (__mmask16)((1u << (needed - 16)) - 1) : 0;
+        __mmask16 lo = rn_first_lanes(needed);
+        __mmask16 hi = needed > 16 ? rn_first_lanes(needed - 16) : 0;
         __m512 a = _mm512_maskz_loadu_ps(lo, in + 2 * i);
         __m512 b = _mm512_maskz_loadu_ps(hi, in + 2 * i + 16);
-        __mmask16 store = count == 16 ? (__mmask16)0xffff : (__mmask16)((1u << count) - 1);
+        __mmask16 store = rn_first_lanes(count);
         _mm512_mask_storeu_ps(out + i, store, _mm512_permutex2var_ps(a, even, b));
     }
 }
@@ -192,7 +184,7 @@ __attribute__((target("avx512f"))) static void pack_panel(float *panel, int stri
                 const float *ahead = src + (kk + PREFETCH) * plane + q;
                 for (int x = 0; kk + PREFETCH < p->k && x < run; x += 16)
                     _mm_prefetch((const char *)(ahead + x), _MM_HINT_T0);
-                copy_run(panel + (size_t)kk * stride + col, src + kk * plane + q, run);
+                rn_copy_or_zero(panel + (size_t)kk * stride + col, src + kk * plane + q, run);
             }
             col += run;
             continue;
@@ -223,7 +215,7 @@ __attribute__((target("avx512f"))) static void pack_panel(float *panel, int stri
                 }
                 for (int kj = 0; kj < p->kw; kj++, out += stride) {
                     if (!inside) {
-                        copy_run(out, NULL, run);
+                        rn_copy_or_zero(out, NULL, run);
                         continue;
                     }
                     /* Outputs [lo, hi) of the run read inside the row. */
@@ -236,19 +228,20 @@ __attribute__((target("avx512f"))) static void pack_panel(float *panel, int stri
                         hi = run;
                     if (hi < lo)
                         hi = lo;
-                    copy_run(out, NULL, lo);
+                    rn_copy_or_zero(out, NULL, lo);
                     gather_run(out + lo, row + (x0 + lo) * p->sw - p->pw + kj, hi - lo, p->sw);
-                    copy_run(out + hi, NULL, run - hi);
+                    rn_copy_or_zero(out + hi, NULL, run - hi);
                 }
             }
         col += run;
     }
     if (padded > width)
         for (int kk = 0; kk < p->k; kk++)
-            copy_run(panel + (size_t)kk * stride + width, NULL, padded - width);
+            rn_copy_or_zero(panel + (size_t)kk * stride + width, NULL, padded - width);
 }
 
-/* tile (ROWS, COLS) = a rows times the panel (k, 16 * v floats per row). */
+/* Compute tile (ROWS, COLS) = a rows times the panel (k rows of 16 * v
+ * floats). */
 static inline __attribute__((target("avx512f"), always_inline)) void
 kernel(float *tile, const float *a, size_t a_row, size_t a_k, const float *panel, int k,
        const int v)
@@ -307,9 +300,9 @@ __attribute__((target("avx512f"))) static void kernel_columns(float *tile, const
         kernel(tile, a, 1, a_k, panel, k, 1);
 }
 
-/* out[0, n) = the tile row t with the bias and post of channel o applied,
- * rounding each step as rn_conv_finish does (no fused multiply-add);
- * res is the residual at the same positions or NULL. */
+/* Write out[0, n) = the tile row t with channel o's bias and post applied,
+ * rounding each step as rn_conv_finish does (no fused multiply-add). res is
+ * the residual at the same positions, or NULL. */
 static inline __attribute__((target("avx512f"), always_inline)) void
 finish_row(float *out, const float *t, int n, float bias, const rn_conv_post *post, int o,
            const float *res)
@@ -318,7 +311,7 @@ finish_row(float *out, const float *t, int n, float bias, const rn_conv_post *po
     __m512 scale = _mm512_set1_ps(post ? post->scale[o] : 1.0f);
     __m512 shift = _mm512_set1_ps(post ? post->shift[o] : 0.0f);
     for (int x = 0; x < n; x += 16) {
-        __mmask16 mask = n - x >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - x)) - 1);
+        __mmask16 mask = rn_first_lanes(n - x);
         __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, t + x), b);
         if (post) {
             v = _mm512_add_ps(_mm512_mul_ps(v, scale), shift);
@@ -332,12 +325,12 @@ finish_row(float *out, const float *t, int n, float bias, const rn_conv_post *po
     }
 }
 
-/* out[0, n) += the tile row t. */
+/* Add the tile row t to out[0, n). */
 static inline __attribute__((target("avx512f"), always_inline)) void
 add_row(float *out, const float *t, int n)
 {
     for (int x = 0; x < n; x += 16) {
-        __mmask16 mask = n - x >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - x)) - 1);
+        __mmask16 mask = rn_first_lanes(n - x);
         __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, out + x),
                                  _mm512_maskz_loadu_ps(mask, t + x));
         _mm512_mask_storeu_ps(out + x, mask, v);
@@ -364,8 +357,9 @@ __attribute__((target("avx512f"))) static void store_tile(const product *p, cons
                 add_row(p->c + at, t, run);
             } else {
                 const float *res = p->post && p->post->residual ? p->post->residual + at : NULL;
-                /* Adding a zero bias keeps every value, -0 included, as
-                 * rn_conv_finish's `if (bias)` does: -0 + 0 would be +0. */
+                /* Without a bias, adding -0 keeps every value, -0 included,
+                 * as rn_conv_finish's `if (bias)` does. Adding +0 would turn
+                 * -0 into +0. */
                 if (p->bias)
                     finish_row(p->c + at, t, run, p->bias[o], p->post, o, res);
                 else

@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "layers/avx512.h"
 #include "layers/conv_winograd.h"
 
 enum {
@@ -157,11 +158,6 @@ size_t rn_winograd_block_numel(int cin)
 
 #define TARGET __attribute__((target("avx512f")))
 
-static __mmask16 first_lanes(int n)
-{
-    return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
-}
-
 /* The 4 columns of 16 tiles in one padded row: d[j][t] = row[2 t + j]. */
 static inline TARGET __attribute__((always_inline)) void
 load_row(__m512 d[4], const float *row)
@@ -236,7 +232,7 @@ static TARGET row_group group_of(int tw)
         g.even[k] = _mm512_loadu_si512(even[k]);
         g.odd[k] = _mm512_loadu_si512(odd[k]);
     }
-    g.upper = (__mmask16)(first_lanes(4 * tw) & ~first_lanes(2 * tw));
+    g.upper = (__mmask16)(rn_first_lanes(4 * tw) & ~rn_first_lanes(2 * tw));
     return g;
 }
 
@@ -269,7 +265,7 @@ input_rows(float *v, size_t stride, const float *x, int wp, int tw, int rows,
         d[i][2] = gather_rows(shifted, g->even[0], g->even[1], g);
         d[i][3] = gather_rows(shifted, g->odd[0], g->odd[1], g);
     }
-    transform_input(v, stride, d, first_lanes(rows * tw));
+    transform_input(v, stride, d, rn_first_lanes(rows * tw));
 }
 
 /* Runs body for each run of at most 16 tiles of [t0, t1) in one tile row,
@@ -313,7 +309,7 @@ static TARGET void input_block(float *v, size_t stride, int row, const float *pa
         float *vc = v + (size_t)c * row - t0;
         FOR_TILE_RUNS(t0, t1, tw, {
             input_tiles(vc + first, stride, x + (size_t)2 * ty * p->wp + 2 * tx, p->wp,
-                        first_lanes(n));
+                        rn_first_lanes(n));
         });
     }
 }
@@ -405,8 +401,8 @@ output_tiles(float *out, int ow, const float *m, size_t stride, int n, int cols,
              float bias, int accumulate)
 {
     __m512 y[2][2];
-    transform_output(y, m, stride, first_lanes(n), bias);
-    __mmask16 m_lo = first_lanes(cols), m_hi = first_lanes(cols > 16 ? cols - 16 : 0);
+    transform_output(y, m, stride, rn_first_lanes(n), bias);
+    __mmask16 m_lo = rn_first_lanes(cols), m_hi = rn_first_lanes(cols > 16 ? cols - 16 : 0);
     for (int i = 0; i < rows; i++) {
         store_lanes(out + (size_t)i * ow, m_lo, y[i][0], accumulate);
         store_lanes(out + (size_t)i * ow + 16, m_hi, y[i][1], accumulate);
@@ -421,9 +417,9 @@ output_rows(float *out, int ow, const float *m, size_t stride, int tw, int rows,
             float bias, int accumulate)
 {
     __m512 y[2][2];
-    transform_output(y, m, stride, first_lanes(rows * tw), bias);
+    transform_output(y, m, stride, rn_first_lanes(rows * tw), bias);
     const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    __mmask16 mask = first_lanes(ow);
+    __mmask16 mask = rn_first_lanes(ow);
     for (int r = 0; r < rows; r++) {
         /* Tile row r's 2 tw floats start at float 2 r tw of the 32. */
         __m512i from = _mm512_add_epi32(lane, _mm512_set1_epi32(2 * r * tw));

@@ -58,7 +58,7 @@ RN_CLONES static void maxpool_plane(float *y, const float *x, const rn_pool_shap
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
+#include "layers/avx512.h"
 
 enum { ROW_MAX = 4096 }; /* widest plane the 3x3 stride-2 path takes */
 
@@ -93,7 +93,7 @@ __attribute__((target("avx512f"))) static void maxpool_plane_3x3s2(float *y, con
         int first = 2 * oy - 1 < 0 ? 0 : 2 * oy - 1;
         int last = 2 * oy + 1 < s->ih ? 2 * oy + 1 : s->ih - 1;
         for (int i = 0; i < iw; i += 16) {
-            __mmask16 mask = iw - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (iw - i)) - 1);
+            __mmask16 mask = rn_first_lanes(iw - i);
             __m512 m = low;
             for (int iy = first; iy <= last; iy++)
                 m = max_nan16(m, _mm512_mask_loadu_ps(low, mask, x + (size_t)iy * iw + i));
@@ -109,7 +109,7 @@ __attribute__((target("avx512f"))) static void maxpool_plane_3x3s2(float *y, con
             m = max_nan16(m, _mm512_permutex2var_ps(a, odd, b));
             m = max_nan16(m, _mm512_permutex2var_ps(c, even, d));
             int n = s->ow - ox;
-            __mmask16 mask = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
+            __mmask16 mask = rn_first_lanes(n);
             _mm512_mask_storeu_ps(out + ox, mask, m);
         }
     }
