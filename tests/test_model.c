@@ -222,6 +222,13 @@ TEST(model_gradients_plain8)
     check_model_gradients("plain8", 1, 8, 8, RN_SHORTCUT_NONE, 1);
 }
 
+TEST(model_gradients_preact_resnet8)
+{
+    /* The first BN of each block shares its input with the shortcut, so
+     * the two write that input's gradient in turn. */
+    check_model_gradients("preact-resnet8", 2, 8, 8, RN_SHORTCUT_DEFAULT, 1);
+}
+
 TEST(model_gradients_d2l_resnet18)
 {
     /* Every third tensor, one element each, to keep the 11 M-parameter model

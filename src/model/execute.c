@@ -194,9 +194,27 @@ static int grad_shares(const rn_model *m, int k, int first, int second, const in
     return 1;
 }
 
+/* Return whether the backward pass of `node` may write its input's gradient
+ * over its output's. That is safe when each input element's gradient depends
+ * only on the same output element's, or (BN) on per-channel sums taken first. */
+static int grad_in_place(const rn_model *m, const rn_node *node, int mb)
+{
+    return (node->kind == RN_NODE_RELU || node->kind == RN_NODE_BN) &&
+           value_numel(m, node->src, mb) == value_numel(m, node->dst, mb);
+}
+
 /* Gradient slots: a value's gradient lives from the backward pass of its
  * last reader to that of its producer, so slots are reused in reverse order.
  * A slot is free again once every value in it has been released.
+ *
+ * A ReLU or BN hands its output's slot on to its input when it is the first
+ * to write the input's gradient (the input has no slot yet) and no other
+ * value uses the slot. Its backward pass then overwrites its output's
+ * gradient with its input's, which grad_in_place() allows.
+ *
+ * When no free slot is large enough, the largest free one grows, so the
+ * stem's large gradients take over the small ones' slots rather than adding
+ * to them.
  * Fills slot_of[value] and slot sizes; returns the slot count. */
 static int plan_grad_slots(const rn_model *m, int mb, int *slot_of,
                            size_t *slot_numel, int *slot_busy)
@@ -243,17 +261,30 @@ static int plan_grad_slots(const rn_model *m, int mb, int *slot_of,
                 }
             }
         }
+        if (i < m->node_count && grad_in_place(m, &m->nodes[i], mb) && want[0] > 0 &&
+            slot_of[want[0]] < 0 && slot_of[release] >= 0 &&
+            slot_busy[slot_of[release]] == 1) {
+            slot_of[want[0]] = slot_of[release];
+            slot_busy[slot_of[release]]++;
+        }
         for (int k = 0; k < 2; k++) {
             int v = want[k];
             if (v <= 0 || slot_of[v] >= 0)
                 continue;
             size_t need = value_numel(m, v, mb);
-            int best = -1;
-            for (int s = 0; s < slots; s++)
-                if (!slot_busy[s] && slot_numel[s] >= need &&
-                    (best < 0 || slot_numel[s] < slot_numel[best]))
+            int best = -1, largest = -1;
+            for (int s = 0; s < slots; s++) {
+                if (slot_busy[s])
+                    continue;
+                if (slot_numel[s] >= need && (best < 0 || slot_numel[s] < slot_numel[best]))
                     best = s;
-            if (best < 0) {
+                if (largest < 0 || slot_numel[s] > slot_numel[largest])
+                    largest = s;
+            }
+            if (best < 0 && largest >= 0) {
+                best = largest;
+                slot_numel[best] = need;
+            } else if (best < 0) {
                 best = slots++;
                 slot_numel[best] = need;
             }
