@@ -68,12 +68,12 @@ static int parse_positive(const char *text, int min, int *out)
 /* The profile as a table: milliseconds per step of each layer class, its
  * share of the step, and GFLOP/s for convolutions (backward counted as
  * twice the forward multiply-accumulates). */
-static void print_profile(const rn_model *m, const rn_profile *p, double other,
-                          double seconds, int steps, int mb, int inference)
+static void print_profile(const rn_model *m, const rn_plan *plan, const rn_profile *p,
+                          double other, double seconds, int steps, int mb, int inference)
 {
     int64_t macs[RN_PROFILE_CLASSES] = {0};
     for (int i = 0; i < m->node_count; i++)
-        macs[rn_node_profile_class(m, i, mb)] += rn_node_macs(m, i);
+        macs[rn_node_profile_class(m, plan, i, mb)] += rn_node_macs(m, i);
 
     printf("\nper step, %d steps:\n", steps);
     if (inference)
@@ -214,6 +214,7 @@ int cmd_bench(int argc, char **argv)
         rn_model_backward(m, plan, diff_logits);
         double sgd_start = now_seconds();
         rn_sgd_step(&sgd, m->param_data, m->grad_data, 0.01f);
+        rn_model_weights_changed(m);
         if (s >= warmup)
             other += now_seconds() - sgd_start + other_end - other_start;
     }
@@ -251,7 +252,7 @@ int cmd_bench(int argc, char **argv)
                machine_gflops, isa, threads, thread_word, 100.0 * gflops / machine_gflops);
         printf("peak resident memory: %.1f MiB\n", peak_mib);
         if (profiling)
-            print_profile(m, &profile, other, seconds, steps, mb, inference);
+            print_profile(m, plan, &profile, other, seconds, steps, mb, inference);
     }
     rn_sgd_free(&sgd);
     rn_free_aligned(images);

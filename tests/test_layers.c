@@ -331,6 +331,57 @@ TEST(conv2d_fast_paths_match_im2col)
     }
 }
 
+/* Winograd with weights transformed once, as inference plans run it,
+ * against im2col. It then takes planes with too few tiles to repay a
+ * transform per call, where one image's single block splits its output
+ * channels between threads. */
+TEST(conv2d_prepared_weights_match_im2col)
+{
+    rn_conv_shape shapes[] = {
+        {.mb = 1, .ic = 40, .ih = 7, .iw = 7, .oc = 64},
+        {.mb = 1, .ic = 24, .ih = 7, .iw = 7, .oc = 50},
+        {.mb = 1, .ic = 16, .ih = 14, .iw = 14, .oc = 32},
+        {.mb = 1, .ic = 8, .ih = 5, .iw = 6, .oc = 8},
+        {.mb = 2, .ic = 12, .ih = 9, .iw = 9, .oc = 24},
+    };
+    for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
+        rn_conv_shape s = shapes[c];
+        s.kh = s.kw = 3;
+        s.sh = s.sw = 1;
+        s.ph = s.pw = 1;
+        rn_conv_shape_infer(&s);
+        size_t n_src = (size_t)s.mb * s.ic * s.ih * s.iw;
+        size_t n_w = (size_t)s.oc * s.ic * 9;
+        size_t n_dst = (size_t)s.mb * s.oc * s.oh * s.ow;
+        float *src = malloc(n_src * 4), *w = malloc(n_w * 4), *b = malloc(s.oc * 4);
+        float *dst = malloc(n_dst * 4), *up = calloc(n_dst, 4);
+        for (size_t i = 0; i < n_src; i++)
+            src[i] = (float)((i * 7919) % 23) / 11.0f - 1.0f;
+        for (size_t i = 0; i < n_w; i++)
+            w[i] = (float)((i * 104729) % 19) / 90.0f - 0.1f;
+        for (int o = 0; o < s.oc; o++)
+            b[o] = 0.01f * (float)o;
+        struct conv_run r = conv_run(&s, src, w, b, up, PATH_IM2COL);
+
+        size_t numel = rn_conv2d_prepared_numel(&s);
+        CHECK_MSG(numel > 0 || !rn_conv_direct_applies(&s) || !rn_winograd_enabled(),
+                  "shape %zu: no prepared weights", c);
+        CHECK_MSG(!rn_winograd_suits(&s), "shape %zu: Winograd takes it anyway", c);
+        if (numel > 0) {
+            float *prepared = rn_alloc_aligned(numel * 4);
+            float *scratch = rn_alloc_aligned(4 * rn_conv2d_scratch_numel(&s, rn_threads_get()));
+            rn_conv2d_prepare_weights(prepared, w, &s);
+            rn_conv2d_forward_prepared(dst, src, w, prepared, b, &s, scratch, NULL);
+            check_same("prepared Winograd", "dst", dst, r.dst, n_dst);
+            rn_free_aligned(prepared);
+            rn_free_aligned(scratch);
+        }
+        float *bufs[] = {src, w, b, dst, up, r.dst, r.d_src, r.d_src_acc, r.d_w, r.d_b};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+            free(bufs[i]);
+    }
+}
+
 /* PyTorch's rules that the gradient check cannot see: among equal values
  * the first wins, and a NaN in the window is the maximum. */
 TEST(maxpool_ties_and_nan)

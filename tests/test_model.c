@@ -6,6 +6,7 @@
 #include "core/rng.h"
 #include "core/status.h"
 #include "kernels/gemm.h"
+#include "layers/conv_winograd.h"
 #include "layers/layers.h"
 #include "model/graph.h"
 #include "model/model.h"
@@ -261,18 +262,12 @@ TEST(model_eval_matches_train_after_bn_settles)
     rn_model_destroy(m);
 }
 
-/* An inference plan reuses activation memory; its logits must equal those
- * of a training plan in evaluation mode, bit for bit. */
-static void check_inference_plan(const char *arch, int c, int h, int w, rn_shortcut shortcut)
+/* Set running statistics near those of the layer inputs: means of a few
+ * hundredths, variances near 1. Means of 0.5 made ResNet-50's activations
+ * die out, so that its logits were the final bias and missed any rounding
+ * difference of the folded layers. */
+static void set_running_stats(rn_model *m)
 {
-    rn_model *m = create(arch, c, h, w, shortcut);
-    if (!m)
-        return;
-    rn_model_init(m, RN_INIT_KAIMING, 0, 3);
-    /* Running statistics near those of the layer inputs: means of a few
-     * hundredths, variances near 1. Means of 0.5 made ResNet-50's
-     * activations die out, so that its logits were the final bias and
-     * missed any rounding difference of the folded layers. */
     for (int b = 0; b < m->buffer_count; b++) {
         const rn_tensor_entry *e = &m->buffers[b];
         int mean = strstr(e->name, "running_mean") != NULL;
@@ -280,6 +275,46 @@ static void check_inference_plan(const char *arch, int c, int h, int w, rn_short
             m->buffer_data[e->offset + i] =
                 mean ? 0.01f * (float)((int)(i % 13) - 6) : 0.8f + 0.03f * (float)(i % 11);
     }
+}
+
+/* Count the logits of the inference plan that differ from the training
+ * plan's in evaluation mode by more than tolerance times the largest
+ * magnitude (0: bit for bit, a NaN matching any NaN). */
+static int differing_logits(rn_model *m, rn_plan *train, rn_plan *infer, const float *x,
+                            int mb, double tolerance)
+{
+    int n = mb * m->config.classes;
+    float *expected = malloc((size_t)n * sizeof(float));
+    memcpy(expected, rn_model_forward(m, train, x, mb, 0), (size_t)n * sizeof(float));
+    const float *actual = rn_model_forward(m, infer, x, mb, 0);
+    double largest = 0.0;
+    for (int i = 0; i < n; i++)
+        largest = fmax(largest, fabs(expected[i]));
+    int differ = 0;
+    for (int i = 0; i < n; i++) {
+        if (isnan(expected[i]) && isnan(actual[i]))
+            continue;
+        if (tolerance == 0.0)
+            differ += memcmp(expected + i, actual + i, sizeof(float)) != 0;
+        else
+            differ += !(fabs(expected[i] - actual[i]) <= tolerance * largest);
+    }
+    free(expected);
+    return differ;
+}
+
+/* An inference plan reuses activation memory and folds BN, additions and
+ * ReLUs into the convolutions. With the convolutions on the same paths, its
+ * logits equal those of a training plan in evaluation mode, bit for bit.
+ * With Winograd on, the inference plan takes it on planes where the
+ * training plan computes directly, so the logits agree to rounding. */
+static void check_inference_plan(const char *arch, int c, int h, int w, rn_shortcut shortcut)
+{
+    rn_model *m = create(arch, c, h, w, shortcut);
+    if (!m)
+        return;
+    rn_model_init(m, RN_INIT_KAIMING, 0, 3);
+    set_running_stats(m);
     int mb = 3, classes = m->config.classes;
     size_t numel = (size_t)mb * c * h * w;
     float *x = malloc(numel * sizeof(float));
@@ -289,32 +324,40 @@ static void check_inference_plan(const char *arch, int c, int h, int w, rn_short
     CHECK_OK(rn_plan_create(m, mb, &train));
     CHECK_OK(rn_plan_create_inference(m, mb, &infer));
     if (train && infer) {
-        float *expected = malloc((size_t)mb * classes * sizeof(float));
-        memcpy(expected, rn_model_forward(m, train, x, mb, 0),
-               (size_t)mb * classes * sizeof(float));
-        const float *actual = rn_model_forward(m, infer, x, mb, 0);
         /* The images reach the logits: the first two give different ones. */
-        CHECK_MSG(memcmp(expected, expected + classes, classes * sizeof(float)) != 0,
+        const float *logits = rn_model_forward(m, train, x, mb, 0);
+        CHECK_MSG(memcmp(logits, logits + classes, classes * sizeof(float)) != 0,
                   "%s: the logits do not depend on the image", arch);
-        CHECK_MSG(memcmp(expected, actual, (size_t)mb * classes * sizeof(float)) == 0,
-                  "%s: inference logits differ: %.9g against %.9g", arch, actual[0],
-                  expected[0]);
+
+        int was = rn_winograd_set_enabled(0);
+        int differ = differing_logits(m, train, infer, x, mb, 0.0);
+        CHECK_MSG(differ == 0, "%s: %d inference logits differ", arch, differ);
         /* An infinite pixel makes NaNs inside the network. The folded
          * ReLUs must treat them as the separate layers do, which keep NaN
-         * (as PyTorch does), so the logits agree, NaN for NaN. */
+         * (as PyTorch does), so the logits agree, NaN for NaN. Winograd
+         * turns an Inf into NaN where the direct sum keeps it. */
+        float saved = x[numel / 2];
         x[numel / 2] = INFINITY;
-        memcpy(expected, rn_model_forward(m, train, x, mb, 0),
-               (size_t)mb * classes * sizeof(float));
-        actual = rn_model_forward(m, infer, x, mb, 0);
-        int differ = 0;
-        for (int i = 0; i < mb * classes; i++)
-            differ += !(isnan(expected[i]) && isnan(actual[i])) &&
-                      memcmp(expected + i, actual + i, sizeof(float)) != 0;
+        differ = differing_logits(m, train, infer, x, mb, 0.0);
         CHECK_MSG(differ == 0, "%s: %d logits differ after an infinite pixel", arch, differ);
-        CHECK_MSG(rn_plan_nbytes(infer) < rn_plan_nbytes(train),
-                  "%s: inference plan holds %zu bytes, training plan %zu", arch,
-                  rn_plan_nbytes(infer), rn_plan_nbytes(train));
-        free(expected);
+        x[numel / 2] = saved;
+        rn_winograd_set_enabled(1);
+
+        differ = differing_logits(m, train, infer, x, mb, 1e-5);
+        CHECK_MSG(differ == 0, "%s: %d logits differ with Winograd", arch, differ);
+        /* New weights: the plan transforms them again. */
+        rn_model_init(m, RN_INIT_KAIMING, 0, 4);
+        set_running_stats(m);
+        differ = differing_logits(m, train, infer, x, mb, 1e-5);
+        CHECK_MSG(differ == 0, "%s: %d logits differ after new weights", arch, differ);
+        rn_winograd_set_enabled(was);
+
+        /* Activations, gradients and scratch: the transformed weights
+         * come on top. */
+        size_t infer_bytes = rn_plan_nbytes(infer) - rn_plan_weights_nbytes(infer);
+        CHECK_MSG(infer_bytes < rn_plan_nbytes(train),
+                  "%s: inference plan holds %zu bytes, training plan %zu", arch, infer_bytes,
+                  rn_plan_nbytes(train));
     }
     free(x);
     rn_plan_destroy(train);

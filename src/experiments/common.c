@@ -227,6 +227,7 @@ void exp_init_model(rn_model *model, rn_init init, uint64_t seed)
         if (e->role == RN_ROLE_CONV_BIAS)
             memset(model->param_data + e->offset, 0, e->numel * sizeof(float));
     }
+    rn_model_weights_changed(model);
 }
 
 rn_status exp_model(const char *arch, int c, int h, int w, const rn_experiment_options *o,

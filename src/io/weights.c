@@ -188,6 +188,7 @@ rn_status rn_weights_apply(rn_model *model, rn_sgd *sgd, const rn_safetensors *f
                             "tensor; the file was written for another architecture",
                             file->path, name, arch);
     }
+    rn_model_weights_changed(model);
     for (int p = 0; p < model->param_count; p++)
         RN_TRY(rn_error_prefix(copy_f32(file, &model->params[p], model->params[p].name,
                                         model->param_data + model->params[p].offset),

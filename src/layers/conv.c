@@ -24,6 +24,7 @@
 #include "kernels/gemm.h"
 #include "layers/conv_direct.h"
 #include "layers/conv_implicit.h"
+#include "layers/conv_winograd.h"
 #include "layers/layers.h"
 
 void rn_conv_shape_infer(rn_conv_shape *s)
@@ -293,9 +294,31 @@ void rn_conv2d_forward(float *dst, const float *src, const float *weights,
     rn_conv2d_forward_post(dst, src, weights, bias, s, scratch, NULL);
 }
 
+size_t rn_conv2d_prepared_numel(const rn_conv_shape *s)
+{
+    if (!rn_conv_direct_applies_prepared(s) || !rn_winograd_enabled() ||
+        !rn_winograd_suits_prepared(s))
+        return 0;
+    return rn_winograd_weights_numel(s->oc, s->ic);
+}
+
+void rn_conv2d_prepare_weights(float *prepared, const float *weights, const rn_conv_shape *s)
+{
+    RN_ASSERT(rn_winograd_suits_prepared(s));
+    rn_winograd_transform_weights(prepared, weights, s->oc, s->ic, 0);
+}
+
 void rn_conv2d_forward_post(float *dst, const float *src, const float *weights,
                             const float *bias, const rn_conv_shape *s, float *scratch,
                             const rn_conv_post *post)
+{
+    rn_conv2d_forward_prepared(dst, src, weights, NULL, bias, s, scratch, post);
+}
+
+void rn_conv2d_forward_prepared(float *dst, const float *src, const float *weights,
+                                const float *prepared, const float *bias,
+                                const rn_conv_shape *s, float *scratch,
+                                const rn_conv_post *post)
 {
     int groups = group_count(s);
     int k = s->ic / groups * s->kh * s->kw; /* reduction length of one group */
@@ -305,8 +328,8 @@ void rn_conv2d_forward_post(float *dst, const float *src, const float *weights,
     size_t dst_stride = (size_t)s->oc * ohw;
 
     RN_ASSERT(s->ic % groups == 0 && s->oc % groups == 0);
-    if (rn_conv_direct_applies(s)) {
-        rn_conv_direct_forward(dst, src, weights, bias, s, scratch, post);
+    if (prepared ? rn_conv_direct_applies_prepared(s) : rn_conv_direct_applies(s)) {
+        rn_conv_direct_forward(dst, src, weights, prepared, bias, s, scratch, post);
         return;
     }
     if (rn_conv_implicit_applies(s)) {

@@ -68,8 +68,10 @@ int rn_conv_direct_set_enabled(int on)
 /* Whether the CPU and the shape suit the direct path (or Winograd within
  * it), whatever the settings: scratch sizes use this, so that turning a
  * path on later never finds the scratch too small. With winograd_off,
- * whether they suit the direct kernel alone. */
-static int suits_path(const rn_conv_shape *s, int winograd_off)
+ * whether they suit the direct kernel alone. With prepared, Winograd's
+ * weights are transformed once rather than per call, so it takes more
+ * shapes. */
+static int suits_path(const rn_conv_shape *s, int winograd_off, int prepared)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
     if (!rn_cpu_avx512())
@@ -82,7 +84,7 @@ static int suits_path(const rn_conv_shape *s, int winograd_off)
     size_t planes = (size_t)(s->ic > s->oc ? s->ic : s->oc) * (s->ih + 2 * s->ph) * wp;
     if (planes >= ((size_t)1 << 30))
         return 0;
-    if (!winograd_off && rn_winograd_suits(s))
+    if (!winograd_off && (prepared ? rn_winograd_suits_prepared(s) : rn_winograd_suits(s)))
         return 1;
     /* Small planes waste most of a block on padding columns and the block
      * tail: at 7x7 half of it, at 3x3 four fifths. Measured at 3x3 with
@@ -98,12 +100,17 @@ static int suits_path(const rn_conv_shape *s, int winograd_off)
 
 static int suits(const rn_conv_shape *s)
 {
-    return suits_path(s, 0);
+    return suits_path(s, 0, 1);
 }
 
 int rn_conv_direct_applies(const rn_conv_shape *s)
 {
-    return enabled() && suits_path(s, !rn_winograd_enabled());
+    return enabled() && suits_path(s, !rn_winograd_enabled(), 0);
+}
+
+int rn_conv_direct_applies_prepared(const rn_conv_shape *s)
+{
+    return enabled() && suits_path(s, !rn_winograd_enabled(), 1);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -308,6 +315,7 @@ typedef struct pass {
     const int *off;
     int cin, cout, wino;
     int vectors; /* Winograd's vectors of tiles per block */
+    int parts;   /* Winograd's items per block, each a range of output channels */
 } pass;
 
 static rn_wino_planes planes_of(const rn_conv_shape *s, const geometry *g, int vectors)
@@ -316,13 +324,13 @@ static rn_wino_planes planes_of(const rn_conv_shape *s, const geometry *g, int v
     return p;
 }
 
-/* Work items of one image: Winograd tile blocks, or direct blocks of
- * FWD_OC channels x FWD_Q positions. */
+/* Work items of one image: Winograd tile blocks times output channel
+ * parts, or direct blocks of FWD_OC channels x FWD_Q positions. */
 static int items_of(const pass *ps, const rn_conv_shape *s, const geometry *g)
 {
     if (ps->wino) {
         rn_wino_planes p = planes_of(s, g, ps->vectors);
-        return rn_winograd_blocks(&p);
+        return rn_winograd_blocks(&p) * ps->parts;
     }
     return g->q_blocks * blocks_of(ps->cout, FWD_OC);
 }
@@ -335,8 +343,11 @@ static void forward_item(float *dst, const float *padded, const pass *ps,
 {
     if (ps->wino) {
         rn_wino_planes p = planes_of(s, g, ps->vectors);
+        int part = item % ps->parts, channel_blocks = blocks_of(ps->cout, RN_WINO_OC);
+        int o0 = channel_blocks * part / ps->parts * RN_WINO_OC;
+        int o1 = channel_blocks * (part + 1) / ps->parts * RN_WINO_OC;
         rn_winograd_block(dst, padded, ps->weights, ps->cin, ps->cout, &p, bias, accumulate,
-                          item, work);
+                          item / ps->parts, o0, o1 < ps->cout ? o1 : ps->cout, work);
         return;
     }
     int blocks = blocks_of(ps->cout, FWD_OC);
@@ -358,13 +369,19 @@ static void forward_image(float *dst, const float *padded, const pass *ps,
         forward_item(dst, padded, ps, s, g, bias, accumulate, item, work);
 }
 
-/* Pack or transform the weights of a forward pass (flip: backward data). */
-static pass prepare(float *scratch, const float *weights, const rn_conv_shape *s,
-                    const geometry *g, int flip)
+/* Pack or transform the weights of a forward pass (flip: backward data),
+ * or take the forward pass's Winograd weights from `prepared` (may be
+ * NULL). */
+static pass prepare(float *scratch, const float *weights, const float *prepared,
+                    const rn_conv_shape *s, const geometry *g, int flip)
 {
+    int wino = rn_winograd_enabled() &&
+               (prepared ? rn_winograd_suits_prepared(s) : rn_winograd_suits(s));
     pass ps = {scratch, offsets_of(scratch, s), flip ? s->oc : s->ic, flip ? s->ic : s->oc,
-               rn_winograd_enabled() && rn_winograd_suits(s), 3};
-    if (ps.wino)
+               wino, 3, 1};
+    if (ps.wino && prepared)
+        ps.weights = prepared;
+    else if (ps.wino)
         rn_winograd_transform_weights(scratch, weights, ps.cout, ps.cin, flip);
     else
         pack_weights(scratch, offsets_of(scratch, s), weights, s, g, flip);
@@ -375,12 +392,12 @@ static pass prepare(float *scratch, const float *weights, const rn_conv_shape *s
  * work area. */
 static size_t forward_work_numel(const rn_conv_shape *s)
 {
-    return rn_winograd_suits(s) ? rn_winograd_block_numel(s->ic) : 0;
+    return rn_winograd_suits_prepared(s) ? rn_winograd_block_numel(s->ic) : 0;
 }
 
 void rn_conv_direct_forward(float *dst, const float *src, const float *weights,
-                            const float *bias, const rn_conv_shape *s, float *scratch,
-                            const rn_conv_post *post)
+                            const float *prepared, const float *bias,
+                            const rn_conv_shape *s, float *scratch, const rn_conv_post *post)
 {
     geometry g = geometry_of(s);
     float *images = scratch + packed_numel(s);
@@ -389,7 +406,7 @@ void rn_conv_direct_forward(float *dst, const float *src, const float *weights,
     size_t src_stride = (size_t)s->ic * s->ih * s->iw;
     size_t dst_stride = (size_t)s->oc * s->oh * s->ow;
 
-    pass ps = prepare(scratch, weights, s, &g, 0);
+    pass ps = prepare(scratch, weights, prepared, s, &g, 0);
     int threads = omp_get_max_threads();
     if (s->mb >= threads) {
         /* A thread per image. */
@@ -415,6 +432,16 @@ void rn_conv_direct_forward(float *dst, const float *src, const float *weights,
      * plane gave 2 threads 126 and 70 tiles), so blocks of one vector. */
     if (ps.wino && items_of(&ps, s, &g) < 8 * threads)
         ps.vectors = 1;
+    /* With fewer blocks than threads (a 7x7 plane is one block of 16
+     * tiles), split the output channels into parts of at least 3 blocks of
+     * RN_WINO_OC, the product's group. Each part transforms the input again. */
+    int channel_blocks = blocks_of(ps.cout, RN_WINO_OC);
+    if (ps.wino && items_of(&ps, s, &g) < threads) {
+        int blocks = items_of(&ps, s, &g);
+        ps.parts = (threads + blocks - 1) / blocks;
+        if (ps.parts > channel_blocks / 3)
+            ps.parts = channel_blocks / 3 > 1 ? channel_blocks / 3 : 1;
+    }
     int items = items_of(&ps, s, &g);
     zero_slack(images, s->ic, &g);
     for (int n = 0; n < s->mb; n++) {
@@ -624,7 +651,7 @@ static int winograd_weights(const rn_conv_shape *s)
 
 int rn_conv_direct_weights_apply(const rn_conv_shape *s)
 {
-    return rn_conv_direct_applies(s) && (winograd_weights(s) || suits_path(s, 1));
+    return rn_conv_direct_applies(s) && (winograd_weights(s) || suits_path(s, 1, 0));
 }
 
 void rn_conv_direct_backward(float *diff_src, float *diff_weights,
@@ -648,7 +675,7 @@ void rn_conv_direct_backward(float *diff_src, float *diff_weights,
 
     pass ps = {0};
     if (diff_src)
-        ps = prepare(scratch, weights, s, &g, 1);
+        ps = prepare(scratch, weights, NULL, s, &g, 1);
 
     /* Images per weight-gradient group: as many as Winograd sums at once,
      * but no fewer groups than threads. */

@@ -10,6 +10,10 @@
  * a kernel larger than 1x1, and the CPU has AVX-512. */
 int rn_conv_direct_applies(const rn_conv_shape *s);
 
+/* The same for a forward pass given Winograd weights transformed once
+ * (rn_conv2d_prepare_weights), which Winograd takes on smaller batches. */
+int rn_conv_direct_applies_prepared(const rn_conv_shape *s);
+
 /* Turn the paths of our own (direct, Winograd, implicit GEMM) off (0) or
  * back on (1) for this process, so that tests and benchmarks can compare
  * them with im2col. Returns the previous setting. The environment variable
@@ -23,10 +27,11 @@ int rn_conv_direct_enabled(void);
  * turned on or not; 0 where it never applies. */
 size_t rn_conv_direct_scratch_numel(const rn_conv_shape *s, int threads);
 
-/* post may be NULL (see rn_conv2d_forward_post). */
+/* post may be NULL (see rn_conv2d_forward_post). prepared, when not NULL,
+ * is rn_conv2d_prepare_weights()'s transform of weights. */
 void rn_conv_direct_forward(float *dst, const float *src, const float *weights,
-                            const float *bias, const rn_conv_shape *s, float *scratch,
-                            const rn_conv_post *post);
+                            const float *prepared, const float *bias,
+                            const rn_conv_shape *s, float *scratch, const rn_conv_post *post);
 
 /* Whether rn_conv_direct_backward computes this shape's weight gradient
  * well; where it does not, conv.c computes it with im2col. */

@@ -59,7 +59,7 @@ int rn_winograd_set_enabled(int on)
     return was;
 }
 
-int rn_winograd_suits(const rn_conv_shape *s)
+int rn_winograd_suits_prepared(const rn_conv_shape *s)
 {
     if (s->kh != 3 || s->kw != 3 || s->ph != 1 || s->pw != 1 || s->sh != 1 || s->sw != 1 ||
         s->groups > 1 || s->oh < 1 || s->ow < 1)
@@ -68,12 +68,16 @@ int rn_winograd_suits(const rn_conv_shape *s)
      * 3x3 (4 tiles, 9 of 16 outputs kept) im2col is faster; 5x5 and 7x7
      * keep 69% and 77%. */
     int tiles = ((s->oh + 1) / 2) * ((s->ow + 1) / 2);
-    if (tiles < 8 || 2 * s->oh * s->ow < 4 * tiles)
-        return 0;
+    return tiles >= 8 && 2 * s->oh * s->ow >= 4 * tiles;
+}
+
+int rn_winograd_suits(const rn_conv_shape *s)
+{
     /* Each call transforms 16 x cin x cout weights. With few tiles in the
      * batch, as at batch 1 on 14x14 and 7x7 planes, that costs more than
      * Winograd saves. */
-    return (long)s->mb * tiles >= MIN_TILES;
+    int tiles = ((s->oh + 1) / 2) * ((s->ow + 1) / 2);
+    return rn_winograd_suits_prepared(s) && (long)s->mb * tiles >= MIN_TILES;
 }
 
 static int round_up(int n, int m)
@@ -431,7 +435,7 @@ output_rows(float *out, int ow, const float *m, size_t stride, int tw, int rows,
 
 TARGET void rn_winograd_block(float *dst, const float *padded, const float *u, int cin,
                               int cout, const rn_wino_planes *p, const float *bias,
-                              int accumulate, int block, float *scratch)
+                              int accumulate, int block, int o0, int o1, float *scratch)
 {
     int tw = (p->ow + 1) / 2, tiles = ((p->oh + 1) / 2) * tw;
     int t0 = block * block_tiles(p);
@@ -446,9 +450,12 @@ TARGET void rn_winograd_block(float *dst, const float *padded, const float *u, i
     /* One vector of tiles: 3 channel blocks at a time, M rows of 16. */
     int group = nv == 1 ? 3 : 1, row = nv == 1 ? 16 : RN_WINO_TILES;
 
+    int ob_end = (o1 + RN_WINO_OC - 1) / RN_WINO_OC;
+    if (ob_end > blocks)
+        ob_end = blocks;
     input_block(v, v_stride, RN_WINO_TILES, padded, cin, p, t0, t1);
-    for (int ob = 0; ob < blocks; ob += group) {
-        int nb = blocks - ob < group ? blocks - ob : group;
+    for (int ob = o0 / RN_WINO_OC; ob < ob_end; ob += group) {
+        int nb = ob_end - ob < group ? ob_end - ob : group;
         const float *u_first = u + ob * u_block;
         for (int e = 0; e < E; e++) {
             float *me = m + e * m_stride;
@@ -665,7 +672,7 @@ TARGET void rn_winograd_grad_images(float *acc, const float *const *padded,
 
 void rn_winograd_block(float *dst, const float *padded, const float *u, int cin,
                               int cout, const rn_wino_planes *p, const float *bias,
-                              int accumulate, int block, float *scratch)
+                              int accumulate, int block, int o0, int o1, float *scratch)
 {
     RN_ASSERT(!"no Winograd convolution on this CPU");
 }

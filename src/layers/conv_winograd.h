@@ -24,8 +24,14 @@ typedef struct rn_wino_planes {
     int vectors; /* vectors of 16 tiles per forward block: 3, or 1 for finer blocks */
 } rn_wino_planes;
 
-/* 3x3 kernel, stride 1, padding 1, no groups, and a plane with at least
- * 8 tiles of which at least half the outputs are kept. */
+/* Return whether Winograd takes the shape when its weights come already
+ * transformed: 3x3 kernel, stride 1, padding 1, no groups, and a plane
+ * with at least 8 tiles of which at least half the outputs are kept. */
+int rn_winograd_suits_prepared(const rn_conv_shape *s);
+
+/* Return whether Winograd takes the shape when each call transforms the
+ * weights: as rn_winograd_suits_prepared(), with enough tiles in the batch
+ * to repay the transform. */
 int rn_winograd_suits(const rn_conv_shape *s);
 
 /* Turn Winograd off (0), leaving the direct kernel, or back on (1).
@@ -49,12 +55,12 @@ int rn_winograd_blocks(const rn_wino_planes *p);
 /* Per-thread scratch floats of rn_winograd_block. */
 size_t rn_winograd_block_numel(int cin);
 
-/* Output block `block` of one image: every channel of dst (cout, oh, ow)
- * over the block's tiles, plus bias (may be NULL), replacing dst or adding
- * to it. */
+/* Output block `block` of one image: channels [o0, o1) of dst (cout, oh,
+ * ow) over the block's tiles, plus bias (may be NULL), replacing dst or
+ * adding to it. o0 is a multiple of RN_WINO_OC. */
 void rn_winograd_block(float *dst, const float *padded, const float *u, int cin, int cout,
                        const rn_wino_planes *p, const float *bias, int accumulate, int block,
-                       float *scratch);
+                       int o0, int o1, float *scratch);
 
 /* Weight gradient. The threads add into per-thread accumulators of
  * rn_winograd_grad_numel() floats, zeroed by the caller. Each call sums

@@ -68,6 +68,21 @@ void rn_conv2d_forward_post(float *dst, const float *src, const float *weights,
                             const float *bias, const rn_conv_shape *s, float *scratch,
                             const rn_conv_post *post);
 
+/* Weights transformed once for many forward passes, as an inference plan
+ * keeps them: Winograd transforms each call's weights otherwise, which at
+ * batch 1 costs more than the convolution on small planes.
+ * rn_conv2d_prepared_numel() returns the floats they take for this shape,
+ * or 0 where the forward pass would not use them. */
+size_t rn_conv2d_prepared_numel(const rn_conv_shape *s);
+void rn_conv2d_prepare_weights(float *prepared, const float *weights, const rn_conv_shape *s);
+
+/* rn_conv2d_forward_post with weights that rn_conv2d_prepare_weights()
+ * transformed into `prepared` (NULL: none) from the same `weights`. */
+void rn_conv2d_forward_prepared(float *dst, const float *src, const float *weights,
+                                const float *prepared, const float *bias,
+                                const rn_conv_shape *s, float *scratch,
+                                const rn_conv_post *post);
+
 /* Apply bias (may be NULL) and post (may be NULL) to output channels
  * [o0, o1) of image n of dst. */
 void rn_conv_finish(float *dst, const float *bias, const rn_conv_post *post,

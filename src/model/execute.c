@@ -29,10 +29,17 @@ struct rn_plan {
     int *fold_bn, *fold_residual;
     unsigned char *fold_relu;
     int32_t **argmax;                 /* per node, max pooling only */
+    /* Per convolution node of an inference plan: its weights transformed
+     * for Winograd (rn_conv2d_prepare_weights), or NULL. They match the
+     * model's weights_version `prepared_version` once prepared_valid. */
+    float **prepared;
+    unsigned long prepared_version;
+    int prepared_valid;
+    size_t prepared_nbytes;
     rn_profile *profile;              /* NULL unless timing layers */
     int inference;                    /* forward in evaluation mode only */
     float *scratch;
-    void *activation_block, *grad_block, *state_block;
+    void *activation_block, *grad_block, *state_block, *prepared_block;
     size_t nbytes;
 };
 
@@ -309,6 +316,7 @@ void rn_plan_destroy(rn_plan *plan)
     free(plan->save_mean);
     free(plan->save_invstd);
     free(plan->argmax);
+    free(plan->prepared);
     free(plan->fused_relu);
     free(plan->skip);
     free(plan->fold_bn);
@@ -318,12 +326,18 @@ void rn_plan_destroy(rn_plan *plan)
     rn_free_aligned(plan->activation_block);
     rn_free_aligned(plan->grad_block);
     rn_free_aligned(plan->state_block);
+    rn_free_aligned(plan->prepared_block);
     free(plan);
 }
 
 size_t rn_plan_nbytes(const rn_plan *plan)
 {
     return plan->nbytes;
+}
+
+size_t rn_plan_weights_nbytes(const rn_plan *plan)
+{
+    return plan->prepared_nbytes;
 }
 
 /* Activation memory of a forward-only plan: a value's region is free again
@@ -433,10 +447,11 @@ static rn_status plan_create(const rn_model *m, int mb, enum plan_kind kind, rn_
     plan->fold_bn = calloc(nn, sizeof(int));
     plan->fold_residual = calloc(nn, sizeof(int));
     plan->fold_relu = calloc(nn, 1);
+    plan->prepared = calloc(nn, sizeof(float *));
     if (!plan->value_data || !plan->grad_data || !plan->grad_ready ||
         !plan->save_mean || !plan->save_invstd || !plan->argmax ||
         !plan->fused_relu || !plan->skip || !plan->fold_bn || !plan->fold_residual ||
-        !plan->fold_relu)
+        !plan->fold_relu || !plan->prepared)
         goto nomem;
 
     /* Activations: one region per stored value, or for inference regions
@@ -470,7 +485,7 @@ static rn_status plan_create(const rn_model *m, int mb, enum plan_kind kind, rn_
 
     /* Saved state (floats; max-pooling indices are int32 of the same size)
      * and the largest convolution scratch. */
-    size_t state_numel = 0, scratch_numel = 0;
+    size_t state_numel = 0, scratch_numel = 0, prepared_numel = 0;
     for (int i = 0; i < nn; i++) {
         const rn_node *node = &m->nodes[i];
         if (node->kind == RN_NODE_BN)
@@ -482,6 +497,8 @@ static rn_status plan_create(const rn_model *m, int mb, enum plan_kind kind, rn_
             size_t need = rn_conv2d_scratch_numel(&s, plan->threads);
             if (need > scratch_numel)
                 scratch_numel = need;
+            if (kind == PLAN_INFERENCE)
+                prepared_numel += round16(rn_conv2d_prepared_numel(&s));
         }
     }
 
@@ -489,10 +506,13 @@ static rn_status plan_create(const rn_model *m, int mb, enum plan_kind kind, rn_
     plan->grad_block = rn_alloc_aligned(grad_numel * sizeof(float));
     plan->state_block = rn_alloc_aligned(state_numel * sizeof(float));
     plan->scratch = rn_alloc_aligned(scratch_numel * sizeof(float));
+    plan->prepared_block = rn_alloc_aligned(prepared_numel * sizeof(float));
     if (!plan->activation_block || !plan->grad_block || !plan->state_block ||
-        !plan->scratch)
+        !plan->scratch || !plan->prepared_block)
         goto nomem;
-    plan->nbytes = (activation_numel + grad_numel + state_numel + scratch_numel) * sizeof(float);
+    plan->nbytes = (activation_numel + grad_numel + state_numel + scratch_numel +
+                    prepared_numel) * sizeof(float);
+    plan->prepared_nbytes = prepared_numel * sizeof(float);
 
     float *activations = plan->activation_block;
     for (int v = 1; v < nv; v++)
@@ -500,6 +520,17 @@ static rn_status plan_create(const rn_model *m, int mb, enum plan_kind kind, rn_
     float *grads = plan->grad_block;
     for (int v = 1; v < nv; v++)
         plan->grad_data[v] = slot_of[v] >= 0 ? grads + slot_offset[slot_of[v]] : NULL;
+    float *prepared = plan->prepared_block;
+    for (int i = 0; i < nn && kind == PLAN_INFERENCE; i++) {
+        if (m->nodes[i].kind != RN_NODE_CONV)
+            continue;
+        rn_conv_shape s = conv_shape(m, &m->nodes[i], mb);
+        size_t need = rn_conv2d_prepared_numel(&s);
+        if (need) {
+            plan->prepared[i] = prepared;
+            prepared += round16(need);
+        }
+    }
     float *state = plan->state_block;
     for (int i = 0; i < nn; i++) {
         const rn_node *node = &m->nodes[i];
@@ -574,6 +605,16 @@ const float *rn_model_forward(rn_model *m, rn_plan *plan, const float *images,
     RN_ASSERT(!train || !plan->inference);
     plan->current_mb = mb;
     plan->value_data[0] = images;
+    if (plan->inference && (!plan->prepared_valid || plan->prepared_version != m->weights_version)) {
+        for (int i = 0; i < m->node_count; i++) {
+            if (!plan->prepared[i])
+                continue;
+            rn_conv_shape s = conv_shape(m, &m->nodes[i], plan->mb);
+            rn_conv2d_prepare_weights(plan->prepared[i], param(m, m->nodes[i].weights), &s);
+        }
+        plan->prepared_version = m->weights_version;
+        plan->prepared_valid = 1;
+    }
 
     for (int i = 0; i < m->node_count; i++) {
         const rn_node *node = &m->nodes[i];
@@ -603,8 +644,9 @@ const float *rn_model_forward(rn_model *m, rn_plan *plan, const float *images,
                     post.residual = plan->value_data[plan->fold_residual[i] - 1];
                 post.relu = plan->fold_relu[i] || plan->fused_relu[bn];
             }
-            rn_conv2d_forward_post(dst, src, param(m, node->weights), param(m, node->bias),
-                                   &s, plan->scratch, bn >= 0 ? &post : NULL);
+            rn_conv2d_forward_prepared(dst, src, param(m, node->weights), plan->prepared[i],
+                                       param(m, node->bias), &s, plan->scratch,
+                                       bn >= 0 ? &post : NULL);
             break;
         }
         case RN_NODE_BN: {
@@ -649,7 +691,7 @@ const float *rn_model_forward(rn_model *m, rn_plan *plan, const float *images,
             break;
         }
         if (plan->profile)
-            plan->profile->forward[rn_node_profile_class(m, i, mb)] += omp_get_wtime() - start;
+            plan->profile->forward[rn_node_profile_class(m, plan, i, mb)] += omp_get_wtime() - start;
     }
     return plan->value_data[m->value_count - 1];
 }
@@ -772,7 +814,7 @@ void rn_model_backward(rn_model *m, rn_plan *plan, const float *diff_logits)
         }
         }
         if (plan->profile)
-            plan->profile->backward[rn_node_profile_class(m, i, mb)] += omp_get_wtime() - start;
+            plan->profile->backward[rn_node_profile_class(m, plan, i, mb)] += omp_get_wtime() - start;
     }
 }
 
@@ -781,13 +823,14 @@ void rn_plan_set_profile(rn_plan *plan, rn_profile *profile)
     plan->profile = profile;
 }
 
-rn_profile_class rn_node_profile_class(const rn_model *m, int i, int mb)
+rn_profile_class rn_node_profile_class(const rn_model *m, const rn_plan *plan, int i, int mb)
 {
     const rn_node *node = &m->nodes[i];
     switch (node->kind) {
     case RN_NODE_CONV: {
         rn_conv_shape s = conv_shape(m, node, mb);
-        if (rn_conv_direct_applies(&s))
+        if (plan && plan->prepared[i] ? rn_conv_direct_applies_prepared(&s)
+                                      : rn_conv_direct_applies(&s))
             return RN_PROFILE_CONV_DIRECT;
         return rn_conv_implicit_applies(&s) ? RN_PROFILE_CONV_IMPLICIT : RN_PROFILE_CONV_GEMM;
     }

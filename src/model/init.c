@@ -28,6 +28,7 @@ void rn_model_init(rn_model *model, rn_init init, int zero_init_residual,
 {
     rn_rng rng;
     rn_rng_seed(&rng, seed);
+    rn_model_weights_changed(model);
 
     for (int p = 0; p < model->param_count; p++) {
         const rn_tensor_entry *e = &model->params[p];

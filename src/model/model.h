@@ -105,7 +105,16 @@ typedef struct rn_model {
     float *grad_data;   /* (param_numel), same layout as param_data */
     float *buffer_data; /* (buffer_numel) running means and variances */
     int64_t *num_batches_tracked; /* (bn_count) */
+    /* Count of changes to param_data, so that inference plans know when to
+     * transform their copy of the weights again. Code that writes
+     * param_data calls rn_model_weights_changed() after it. */
+    unsigned long weights_version;
 } rn_model;
+
+static inline void rn_model_weights_changed(rn_model *model)
+{
+    model->weights_version++;
+}
 
 /* Build a model by name; see rn_model_names() for the list. */
 rn_status rn_model_create(const rn_model_config *config, rn_model **out);
@@ -142,8 +151,10 @@ typedef struct rn_plan rn_plan;
 
 rn_status rn_plan_create(const rn_model *model, int mb, rn_plan **out);
 void rn_plan_destroy(rn_plan *plan);
-/* Bytes held by the plan. */
+/* Return the bytes the plan uses, and the part of them taken by transformed
+ * weights (inference plans only). */
 size_t rn_plan_nbytes(const rn_plan *plan);
+size_t rn_plan_weights_nbytes(const rn_plan *plan);
 
 /* Run the network on `mb` images (mb <= the planned batch size); returns the
  * logits (mb, classes), valid until the next call. Training mode uses batch
@@ -171,7 +182,9 @@ rn_status rn_plan_create_keeping_values(const rn_model *model, int mb, rn_plan *
 
 /* A plan for evaluation-mode forward passes only: no gradients, and an
  * activation's memory is reused once its last reader has run. Training
- * passes and rn_model_backward reject it. */
+ * passes and rn_model_backward reject it. The plan keeps the Winograd
+ * transform of the 3x3 weights, made again on the first forward pass after
+ * rn_model_weights_changed(). */
 rn_status rn_plan_create_inference(const rn_model *model, int mb, rn_plan **out);
 
 /* ---------------------------------------------------------------- profile */
@@ -202,9 +215,11 @@ typedef struct rn_profile {
  * for its threads, which the passes do anyway. */
 void rn_plan_set_profile(rn_plan *plan, rn_profile *profile);
 
-/* The class of node i in a pass over mb images: a convolution's path depends
- * on the batch (Winograd needs enough tiles). */
-rn_profile_class rn_node_profile_class(const rn_model *model, int i, int mb);
+/* The class of node i in a pass of `plan` (may be NULL: a training plan)
+ * over mb images. A convolution's path depends on the batch, because
+ * Winograd needs enough tiles unless the plan keeps its weights. */
+rn_profile_class rn_node_profile_class(const rn_model *model, const rn_plan *plan, int i,
+                                       int mb);
 const char *rn_profile_class_name(rn_profile_class c);
 
 #endif

@@ -389,6 +389,7 @@ static rn_status train_epoch(trainer *t, train_position *pos, const rn_train_eve
         rn_model_zero_grad(t->model);
         rn_model_backward(t->model, t->plan, t->diff_logits);
         rn_sgd_step(&t->sgd, t->model->param_data, t->model->grad_data, (float)lr);
+        rn_model_weights_changed(t->model);
 
         pos->batch++;
         pos->step++;
