@@ -376,21 +376,20 @@ static double weighted_logits(rn_model *m, rn_plan *plan, const float *x, int mb
     return sum;
 }
 
-/* out = x + conv1(x): the producer of the addition's second input reads
- * the first, so the two inputs cannot share one gradient buffer (conv1's
- * backward reads y's gradient while adding into x's). conv1's bias
- * gradient against central differences of the loss. */
-TEST(model_addition_of_a_layer_and_its_input)
+/* Build a graph of 4-channel convolutions on img (3x8x8) and return the
+ * value that the pooling and classifier read. */
+typedef int (*graph_body)(rn_model *m, int img);
+
+/* Check the bias gradients of every convolution in a graph against central
+ * differences of the loss sum(logits * weights), so that gradients the
+ * planner shares between values are checked end to end. */
+static void check_graph_gradients(const char *graph_name, graph_body body)
 {
     rn_model *m = calloc(1, sizeof *m);
     m->config = (rn_model_config){.in_c = 3, .in_h = 8, .in_w = 8, .classes = 4};
     snprintf(m->config.arch, sizeof m->config.arch, "test");
-    int img = rn_graph_input(m, 3, 8, 8);
-    int x = rn_graph_relu(m, rn_graph_conv(m, img, "conv0", 4, 3, 1, 1, 1));
-    int y = rn_graph_conv(m, x, "conv1", 4, 3, 1, 1, 1);
-    int sum = 0;
-    CHECK_OK(rn_graph_add(m, x, y, "add", &sum));
-    rn_graph_linear(m, rn_graph_avgpool(m, sum, "pool"), "fc", 4);
+    int out = body(m, rn_graph_input(m, 3, 8, 8));
+    rn_graph_linear(m, rn_graph_avgpool(m, out, "pool"), "fc", 4);
     m->param_data = rn_alloc_aligned(m->param_numel * sizeof(float));
     m->grad_data = rn_alloc_aligned(m->param_numel * sizeof(float));
     m->buffer_data = rn_alloc_aligned((m->buffer_numel + 16) * sizeof(float));
@@ -405,16 +404,15 @@ TEST(model_addition_of_a_layer_and_its_input)
         weights[i] = cosf(1.1f * (float)i);
     rn_plan *plan = NULL;
     CHECK_OK(rn_plan_create(m, MB, &plan));
-    if (plan) {
+    int checked = 0;
+    for (int p = 0; plan && p < m->param_count; p++) {
+        const rn_tensor_entry *bias = &m->params[p];
+        if (strncmp(bias->name, "conv", 4) != 0 || !strstr(bias->name, ".bias"))
+            continue;
         rn_model_forward(m, plan, images, MB, 1);
         rn_model_zero_grad(m);
         rn_model_backward(m, plan, weights);
-        const rn_tensor_entry *bias = NULL;
-        for (int p = 0; p < m->param_count; p++)
-            if (strcmp(m->params[p].name, "conv1.bias") == 0)
-                bias = &m->params[p];
-        CHECK(bias != NULL);
-        for (size_t j = 0; bias && j < bias->numel; j++) {
+        for (size_t j = 0; j < bias->numel; j++) {
             float *b = m->param_data + bias->offset + j, saved = *b, h = 1e-2f;
             *b = saved + h;
             double up = weighted_logits(m, plan, images, MB, weights);
@@ -424,12 +422,56 @@ TEST(model_addition_of_a_layer_and_its_input)
             double numeric = (up - down) / (2.0 * h);
             double analytic = m->grad_data[bias->offset + j];
             CHECK_MSG(fabs(analytic - numeric) <= 1e-2 + 1e-2 * fabs(numeric),
-                      "conv1.bias[%zu]: gradient %.6g, central difference %.6g", j, analytic,
-                      numeric);
+                      "%s: %s[%zu]: gradient %.6g, central difference %.6g", graph_name,
+                      bias->name, j, analytic, numeric);
         }
+        checked++;
     }
+    CHECK_MSG(checked > 0, "%s: no convolution bias checked", graph_name);
     rn_plan_destroy(plan);
     rn_model_destroy(m);
+}
+
+/* out = x + conv1(x): the producer of the addition's second input reads
+ * the first, so the two inputs cannot share one gradient buffer (conv1's
+ * backward reads y's gradient while adding into x's). */
+static int layer_and_its_input(rn_model *m, int img)
+{
+    int x = rn_graph_relu(m, rn_graph_conv(m, img, "conv0", 4, 3, 1, 1, 1));
+    int y = rn_graph_conv(m, x, "conv1", 4, 3, 1, 1, 1);
+    int sum = 0;
+    CHECK_OK(rn_graph_add(m, x, y, "add", &sum));
+    return sum;
+}
+
+/* out = r + r: one value as both inputs gets twice the gradient. */
+static int value_added_to_itself(rn_model *m, int img)
+{
+    int r = rn_graph_relu(m, rn_graph_conv(m, img, "conv0", 4, 3, 1, 1, 1));
+    int sum = 0;
+    CHECK_OK(rn_graph_add(m, r, r, "add", &sum));
+    return sum;
+}
+
+/* out = (conv2(relu(b)) + b) + x with b = conv1(x): the outer addition
+ * gives x the gradient buffer of s. The inner one must not hand that
+ * buffer on to b, whose ReLU reader adds its gradient there. */
+static int two_additions(rn_model *m, int img)
+{
+    int x = rn_graph_conv(m, img, "conv0", 4, 3, 1, 1, 1);
+    int b = rn_graph_conv(m, x, "conv1", 4, 1, 1, 0, 1);
+    int c = rn_graph_conv(m, rn_graph_relu(m, b), "conv2", 4, 3, 1, 1, 1);
+    int s = 0, out = 0;
+    CHECK_OK(rn_graph_add(m, c, b, "add0", &s));
+    CHECK_OK(rn_graph_add(m, s, x, "add1", &out));
+    return out;
+}
+
+TEST(model_addition_gradients)
+{
+    check_graph_gradients("layer and its input", layer_and_its_input);
+    check_graph_gradients("value added to itself", value_added_to_itself);
+    check_graph_gradients("two additions", two_additions);
 }
 
 TEST(model_inference_plan_matches_eval)

@@ -251,8 +251,11 @@ static int plan_grad_slots(const rn_model *m, int mb, int *slot_of,
          * is: the first of them to need a slot takes over the output's, so
          * the backward pass copies the gradient at most once. Where
          * grad_shares() allows, the other input takes it too and nothing is
-         * copied. */
-        if (i < m->node_count && m->nodes[i].kind == RN_NODE_ADD && slot_of[release] >= 0) {
+         * copied. Only a slot that the output alone uses is taken over: a
+         * value sharing it from a later addition would receive what the
+         * input's other readers add. */
+        if (i < m->node_count && m->nodes[i].kind == RN_NODE_ADD && slot_of[release] >= 0 &&
+            slot_busy[slot_of[release]] == 1) {
             int out_slot = slot_of[release];
             int takes[2] = {0, 0};
             for (int k = 0; k < 2; k++)
@@ -796,7 +799,9 @@ void rn_model_backward(rn_model *m, rn_plan *plan, const float *diff_logits)
             int inputs[2] = {node->src, node->src2};
             for (int k = 0; k < 2; k++) {
                 float *dx = value_grad_for(plan, inputs[k], &mode);
-                if (dx == dy) /* the planner gave this input the output's slot */
+                if (dx == dy && inputs[0] == inputs[1] && mode == RN_GRAD_ACCUMULATE)
+                    rn_accumulate(dx, dy, n); /* x + x: twice the gradient */
+                else if (dx == dy) /* the planner gave this input the output's slot */
                     RN_ASSERT(mode == RN_GRAD_OVERWRITE);
                 else if (dx && mode == RN_GRAD_OVERWRITE)
                     memcpy(dx, dy, n * sizeof(float));
