@@ -350,6 +350,18 @@ static void check_inference_plan(const char *arch, int c, int h, int w, rn_short
         set_running_stats(m);
         differ = differing_logits(m, train, infer, x, mb, 1e-5);
         CHECK_MSG(differ == 0, "%s: %d logits differ after new weights", arch, differ);
+        /* Another model of the same shape, whose weights changed as many
+         * times: the plan must not take them for the ones it holds. */
+        rn_model *other = create(arch, c, h, w, shortcut);
+        if (other) {
+            rn_model_init(other, RN_INIT_KAIMING, 0, 5);
+            while (other->weights_version < m->weights_version)
+                rn_model_init(other, RN_INIT_KAIMING, 0, 5);
+            set_running_stats(other);
+            differ = differing_logits(other, train, infer, x, mb, 1e-5);
+            CHECK_MSG(differ == 0, "%s: %d logits differ for another model", arch, differ);
+            rn_model_destroy(other);
+        }
         rn_winograd_set_enabled(was);
 
         /* Activations, gradients and scratch: the transformed weights

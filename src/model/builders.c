@@ -1,5 +1,6 @@
 /* The architectures resnet.c builds by name. */
 #include <ctype.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -297,6 +298,12 @@ rn_status rn_model_create(const rn_model_config *config, rn_model **out)
     rn_model_init(m, RN_INIT_KAIMING, 0, 0);
     *out = m;
     return RN_OK;
+}
+
+void rn_model_weights_changed(rn_model *model)
+{
+    static atomic_ulong versions;
+    model->weights_version = atomic_fetch_add(&versions, 1) + 1;
 }
 
 void rn_model_destroy(rn_model *model)

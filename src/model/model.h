@@ -105,16 +105,15 @@ typedef struct rn_model {
     float *grad_data;   /* (param_numel), same layout as param_data */
     float *buffer_data; /* (buffer_numel) running means and variances */
     int64_t *num_batches_tracked; /* (bn_count) */
-    /* Count of changes to param_data, so that inference plans know when to
-     * transform their copy of the weights again. Code that writes
+    /* Version of param_data, unique across the models of the process, so
+     * that an inference plan detects when to transform its copy of the
+     * weights again, even when it runs another model. Code that writes
      * param_data calls rn_model_weights_changed() after it. */
     unsigned long weights_version;
 } rn_model;
 
-static inline void rn_model_weights_changed(rn_model *model)
-{
-    model->weights_version++;
-}
+/* Give the model's weights a new version. */
+void rn_model_weights_changed(rn_model *model);
 
 /* Build a model by name; see rn_model_names() for the list. */
 rn_status rn_model_create(const rn_model_config *config, rn_model **out);
