@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "core/cpu.h"
 #include "core/rng.h"
 #include "core/status.h"
 #include "kernels/gemm.h"
@@ -35,6 +36,9 @@ static const char BENCH_HELP[] =
     "  --steps N          timed steps (default 20)\n"
     "  --warmup N         untimed steps first (default 3)\n"
     "  --threads N        OpenMP threads (0: all cores)\n"
+    "  --precision fp32|bf16\n"
+    "                     inputs of the convolutions' products (default fp32; bf16\n"
+    "                     needs AVX512_BF16, see resnet train --help)\n"
     "  --mode train|inference\n"
     "                     what to time (default train)\n"
     "  --format text|json one line of JSON for scripts\n"
@@ -50,7 +54,7 @@ static double now_seconds(void)
 
 static int takes_value(const char *name)
 {
-    static const char *const valued[] = {"model", "batch-size", "input", "classes", "shortcut", "steps", "warmup", "threads", "format", "mode", NULL};
+    static const char *const valued[] = {"model", "batch-size", "input", "classes", "shortcut", "steps", "warmup", "threads", "format", "mode", "precision", NULL};
     static const char *const switches[] = {"help", "stride-in-1x1", "profile", NULL};
     return rn_args_classify(name, valued, switches);
 }
@@ -112,6 +116,7 @@ int cmd_bench(int argc, char **argv)
     rn_model_config cfg = {.arch = "resnet20", .in_c = 3, .in_h = 32, .in_w = 32,
                            .classes = 10, .shortcut = RN_SHORTCUT_DEFAULT};
     int mb = 128, steps = 20, warmup = 3, threads = 0, json = 0, profiling = 0, inference = 0;
+    int bf16 = 0;
     const char *name, *value;
     int r;
 
@@ -154,6 +159,14 @@ int cmd_bench(int argc, char **argv)
         } else if (!strcmp(name, "threads")) {
             if (!parse_positive(value, 0, &threads))
                 return rn_usage_error("bench", "invalid --threads '%s'", value);
+        } else if (!strcmp(name, "precision")) {
+            if (strcmp(value, "fp32") && strcmp(value, "bf16"))
+                return rn_usage_error("bench", "invalid --precision '%s': expected fp32 or bf16",
+                                      value);
+            bf16 = !strcmp(value, "bf16");
+            if (bf16 && !rn_cpu_avx512_bf16())
+                return rn_usage_error("bench", "--precision bf16 needs a CPU with AVX512_BF16 "
+                                      "and a build with AVX-512; use --precision fp32");
         } else if (!strcmp(name, "format")) {
             if (strcmp(value, "text") && strcmp(value, "json"))
                 return rn_usage_error("bench", "invalid --format '%s': expected text or json",
@@ -167,6 +180,7 @@ int cmd_bench(int argc, char **argv)
         return RN_EXIT_USAGE;
 
     threads = rn_threads_set(threads);
+    rn_conv_set_precision(bf16 ? RN_PRECISION_BF16 : RN_PRECISION_FP32);
     rn_model *m;
     rn_plan *plan;
     rn_status status = rn_model_create(&cfg, &m);

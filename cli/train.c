@@ -79,6 +79,10 @@ static const char TRAIN_HELP[] =
     "run:\n"
     "  --seed N               seed of initialization, shuffling and augmentation\n"
     "  --threads N            OpenMP threads (0: all cores, the default)\n"
+    "  --precision fp32|bf16  inputs of the convolutions' matrix products: FP32 (the\n"
+    "                         default), or BF16 with FP32 sums and FP32 weights on\n"
+    "                         CPUs with AVX512_BF16; Winograd and the implicit GEMM's\n"
+    "                         forward pass take BF16, the other paths stay FP32\n"
     "  --output-dir DIR       run directory (default runs/MODEL-YYYYMMDD-HHMMSS)\n"
     "  --resume FILE          continue the run saved in FILE (a last.safetensors);\n"
     "                         only --epochs, --max-steps, --threads, --data,\n"
@@ -104,7 +108,7 @@ static const char *const TRAIN_VALUED[] = {
     "train-limit", "test-limit", "batch-size", "eval-batch-size", "epochs", "lr",
     "momentum", "wd", "weight-decay", "lr-scheduler", "lr-step-size", "lr-milestones",
     "lr-gamma", "lr-warmup-epochs", "lr-warmup-decay", "label-smoothing", "seed",
-    "threads", "output-dir", NULL,
+    "threads", "precision", "output-dir", NULL,
 };
 
 static int train_takes_value(const char *name)

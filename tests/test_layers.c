@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cpu.h"
 #include "core/status.h"
 #include "gradcheck.h"
 #include "kernels/gemm.h"
@@ -377,6 +378,68 @@ TEST(conv2d_prepared_weights_match_im2col)
             rn_free_aligned(scratch);
         }
         float *bufs[] = {src, w, b, dst, up, r.dst, r.d_src, r.d_src_acc, r.d_w, r.d_b};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+            free(bufs[i]);
+    }
+}
+
+/* --precision bf16 against FP32 im2col: Winograd's forward pass and both
+ * gradients, and the implicit GEMM's forward pass, with BF16 inputs and
+ * FP32 sums. The error must stay within BF16's rounding (8 bits) and must
+ * not be zero, which would mean the FP32 kernels ran. Odd channel counts
+ * and depths leave a half-empty last pair. */
+TEST(conv2d_bf16_close_to_fp32)
+{
+    if (!rn_cpu_avx512_bf16() || !rn_conv_direct_enabled() || !rn_winograd_enabled())
+        return;
+    rn_conv_shape shapes[] = {
+        {.mb = 4, .ic = 32, .ih = 14, .iw = 14, .oc = 40, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
+         .ph = 1, .pw = 1},
+        {.mb = 3, .ic = 13, .ih = 9, .iw = 11, .oc = 21, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
+         .ph = 1, .pw = 1},
+        {.mb = 5, .ic = 13, .ih = 7, .iw = 7, .oc = 24, .kh = 1, .kw = 1, .sh = 1, .sw = 1},
+        {.mb = 2, .ic = 3, .ih = 15, .iw = 15, .oc = 16, .kh = 3, .kw = 3, .sh = 2, .sw = 2,
+         .ph = 1, .pw = 1},
+    };
+    for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
+        rn_conv_shape s = shapes[c];
+        rn_conv_shape_infer(&s);
+        size_t n_src = (size_t)s.mb * s.ic * s.ih * s.iw;
+        size_t n_w = (size_t)s.oc * s.ic * s.kh * s.kw;
+        size_t n_dst = (size_t)s.mb * s.oc * s.oh * s.ow;
+        float *src = malloc(n_src * 4), *w = malloc(n_w * 4), *b = malloc(s.oc * 4);
+        float *up = malloc(n_dst * 4);
+        float *fill[] = {src, w, b, up};
+        size_t sizes[] = {n_src, n_w, (size_t)s.oc, n_dst};
+        uint32_t state = 777u + (uint32_t)c;
+        for (int t = 0; t < 4; t++)
+            for (size_t i = 0; i < sizes[t]; i++) {
+                state = state * 1664525u + 1013904223u;
+                fill[t][i] = (float)(state >> 8) / (float)(1u << 24) * 2.0f - 1.0f;
+            }
+        struct conv_run r = conv_run(&s, src, w, b, up, PATH_IM2COL);
+        rn_precision was = rn_conv_set_precision(RN_PRECISION_BF16);
+        struct conv_run d = conv_run(&s, src, w, b, up, PATH_WINOGRAD);
+        rn_conv_set_precision(was);
+
+        int winograd = rn_winograd_suits(&s);
+        const float *got[] = {d.dst, d.d_src, d.d_w};
+        const float *want[] = {r.dst, r.d_src, r.d_w};
+        size_t counts[] = {n_dst, n_src, n_w};
+        const char *names[] = {"dst", "diff_src", "diff_weights"};
+        for (int k = 0; k < (winograd ? 3 : 1); k++) {
+            double ref = 0.0, err = 0.0; /* sums of squares */
+            for (size_t i = 0; i < counts[k]; i++) {
+                ref += (double)want[k][i] * want[k][i];
+                err += ((double)got[k][i] - want[k][i]) * ((double)got[k][i] - want[k][i]);
+            }
+            double relative = sqrt(err / ref);
+            CHECK_MSG(relative <= 1e-2, "shape %zu %s: BF16 error %.3g of the RMS", c, names[k],
+                      relative);
+            CHECK_MSG(relative > 1e-6, "shape %zu %s: no BF16 rounding", c, names[k]);
+        }
+        float *bufs[] = {src, w, b, up, r.dst, r.d_src, r.d_src_acc, r.d_w, r.d_b,
+                         d.dst, d.d_src, d.d_src_acc, d.d_w, d.d_b};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
             free(bufs[i]);
     }

@@ -38,6 +38,18 @@ static inline int rn_cpu_avx512(void)
 #endif
 }
 
+/* Whether the CPU has the AVX-512 BF16 dot products (vdpbf16ps) that
+ * --precision bf16 needs, besides rn_cpu_avx512(). */
+static inline int rn_cpu_avx512_bf16(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(RN_ISA_AVX2) &&                     \
+    !defined(RN_ISA_BASELINE)
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+#else
+    return 0;
+#endif
+}
+
 /* Partial sums per reduction, so that the compiler vectorizes reductions
  * without reassociating float additions, which strict IEEE semantics forbid.
  * The result depends only on the data, not on the CPU. */

@@ -294,6 +294,21 @@ void rn_conv2d_forward(float *dst, const float *src, const float *weights,
     rn_conv2d_forward_post(dst, src, weights, bias, s, scratch, NULL);
 }
 
+static rn_precision precision_setting = RN_PRECISION_FP32;
+
+rn_precision rn_conv_set_precision(rn_precision precision)
+{
+    rn_precision was = precision_setting;
+    RN_ASSERT(precision == RN_PRECISION_FP32 || rn_cpu_avx512_bf16());
+    precision_setting = precision;
+    return was;
+}
+
+rn_precision rn_conv_precision(void)
+{
+    return precision_setting;
+}
+
 size_t rn_conv2d_prepared_numel(const rn_conv_shape *s)
 {
     if (!rn_conv_direct_applies_prepared(s) || !rn_winograd_enabled() ||

@@ -316,6 +316,7 @@ typedef struct pass {
     int cin, cout, wino;
     int vectors; /* Winograd's vectors of tiles per block */
     int parts;   /* Winograd's items per block, each a range of output channels */
+    int bf16;    /* Winograd with BF16 products (--precision bf16) */
 } pass;
 
 static rn_wino_planes planes_of(const rn_conv_shape *s, const geometry *g, int vectors)
@@ -347,7 +348,7 @@ static void forward_item(float *dst, const float *padded, const pass *ps,
         int o0 = channel_blocks * part / ps->parts * RN_WINO_OC;
         int o1 = channel_blocks * (part + 1) / ps->parts * RN_WINO_OC;
         rn_winograd_block(dst, padded, ps->weights, ps->cin, ps->cout, &p, bias, accumulate,
-                          item / ps->parts, o0, o1 < ps->cout ? o1 : ps->cout, work);
+                          item / ps->parts, o0, o1 < ps->cout ? o1 : ps->cout, ps->bf16, work);
         return;
     }
     int blocks = blocks_of(ps->cout, FWD_OC);
@@ -371,18 +372,23 @@ static void forward_image(float *dst, const float *padded, const pass *ps,
 
 /* Pack or transform the weights of a forward pass (flip: backward data),
  * or take the forward pass's Winograd weights from `prepared` (may be
- * NULL). */
+ * NULL). Weights transformed here are rounded to BF16 under --precision
+ * bf16; prepared ones stay FP32. */
 static pass prepare(float *scratch, const float *weights, const float *prepared,
                     const rn_conv_shape *s, const geometry *g, int flip)
 {
     int wino = rn_winograd_enabled() &&
                (prepared ? rn_winograd_suits_prepared(s) : rn_winograd_suits(s));
     pass ps = {scratch, offsets_of(scratch, s), flip ? s->oc : s->ic, flip ? s->ic : s->oc,
-               wino, 3, 1};
-    if (ps.wino && prepared)
+               wino, 3, 1, 0};
+    if (ps.wino && prepared) {
         ps.weights = prepared;
-    else if (ps.wino)
+    } else if (ps.wino) {
         rn_winograd_transform_weights(scratch, weights, ps.cout, ps.cin, flip);
+        ps.bf16 = rn_conv_precision() == RN_PRECISION_BF16;
+        if (ps.bf16)
+            rn_winograd_weights_to_bf16(scratch, ps.cout, ps.cin);
+    }
     else
         pack_weights(scratch, offsets_of(scratch, s), weights, s, g, flip);
     return ps;
@@ -723,7 +729,8 @@ void rn_conv_direct_backward(float *diff_src, float *diff_weights,
                 }
             }
             if (diff_weights && wino)
-                rn_winograd_grad_images(dwt, pads, dyts, count, s->ic, s->oc, &planes, work);
+                rn_winograd_grad_images(dwt, pads, dyts, count, s->ic, s->oc, &planes,
+                                        rn_conv_precision() == RN_PRECISION_BF16, work);
         }
         /* Sum the threads' transposed gradients, each thread a slice. */
         if (diff_weights && !wino) {

@@ -101,13 +101,28 @@ static size_t item_floats(int k)
     return (size_t)group_of(k) * COLS * k;
 }
 
+/* Floats of one thread's BF16 copy of ROWS weight rows, k deep, with room
+ * for the last row's final store of 16 halves. */
+static size_t bf16_rows_floats(int k)
+{
+    return (size_t)ROWS * ((k + 1) / 2) + 16;
+}
+
+/* Floats of one thread's scratch: its packed panels, then (forward) the
+ * BF16 weight rows. */
+static size_t thread_floats(const rn_conv_shape *s)
+{
+    int k = s->ic * s->kh * s->kw;
+    size_t forward = item_floats(k) + bf16_rows_floats(k);
+    size_t backward = suits_backward(s) ? item_floats(s->oc) : 0;
+    return forward > backward ? forward : backward;
+}
+
 size_t rn_conv_implicit_scratch_numel(const rn_conv_shape *s, int threads)
 {
     if (!suits(s))
         return 0;
-    size_t forward = item_floats(s->ic * s->kh * s->kw);
-    size_t backward = suits_backward(s) ? item_floats(s->oc) : 0;
-    return (forward > backward ? forward : backward) * (size_t)threads;
+    return thread_floats(s) * (size_t)threads;
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -129,6 +144,8 @@ typedef struct product {
     const float *bias;
     const rn_conv_post *post;
     int accumulate;            /* add to c instead of replacing it */
+    int bf16;                  /* BF16 inputs, FP32 sums (forward only) */
+    size_t thread_floats;      /* scratch per thread */
 } product;
 
 /* Gather out[0, n) = in[0], in[sw], in[2 sw], ... At stride 2 it takes two
@@ -293,6 +310,73 @@ __attribute__((target("avx512f"))) static void kernel_rows(float *tile, const fl
         kernel(tile, a, a_row, 1, panel, k, 1);
 }
 
+/* Compute tile (ROWS, COLS) = a rows times the panel with BF16 inputs. a
+ * contains ROWS rows of k BF16 weights in pairs, a_row pairs apart, and the
+ * panel pairs of rows as rn_bf16_pair_rows leaves them. */
+static inline RN_TARGET_BF16 __attribute__((always_inline)) void
+kernel_bf16(float *tile, const int *a, size_t a_row, const float *panel, int k, const int v)
+{
+    __m512 acc[ROWS][3];
+    for (int i = 0; i < ROWS; i++)
+        acc[i][0] = acc[i][1] = acc[i][2] = _mm512_setzero_ps();
+    for (int kk = 0; kk < k; kk += 2) {
+        const float *bk = panel + (size_t)kk * 16 * v;
+        __m512bh b0 = (__m512bh)_mm512_loadu_ps(bk);
+        __m512bh b1 = v > 1 ? (__m512bh)_mm512_loadu_ps(bk + 16) : b0;
+        __m512bh b2 = v > 2 ? (__m512bh)_mm512_loadu_ps(bk + 32) : b0;
+        const int *ak = a + kk / 2;
+        for (int i = 0; i < ROWS; i++) {
+            __m512bh ai = (__m512bh)_mm512_set1_epi32(ak[i * a_row]);
+            acc[i][0] = _mm512_dpbf16_ps(acc[i][0], ai, b0);
+            if (v > 1)
+                acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
+            if (v > 2)
+                acc[i][2] = _mm512_dpbf16_ps(acc[i][2], ai, b2);
+        }
+    }
+    for (int i = 0; i < ROWS; i++) {
+        _mm512_storeu_ps(tile + i * COLS, acc[i][0]);
+        if (v > 1)
+            _mm512_storeu_ps(tile + i * COLS + 16, acc[i][1]);
+        if (v > 2)
+            _mm512_storeu_ps(tile + i * COLS + 32, acc[i][2]);
+    }
+}
+
+static RN_TARGET_BF16 void kernel_bf16_rows(float *tile, const int *a, size_t a_row,
+                                            const float *panel, int k, int v)
+{
+    if (v == 3)
+        kernel_bf16(tile, a, a_row, panel, k, 3);
+    else if (v == 2)
+        kernel_bf16(tile, a, a_row, panel, k, 2);
+    else
+        kernel_bf16(tile, a, a_row, panel, k, 1);
+}
+
+/* Round ROWS weight rows (k floats, a_row apart) to BF16 pairs,
+ * (k + 1) / 2 pairs per row, the half after an odd k zero. */
+static RN_TARGET_BF16 void weight_rows_bf16(int *out, const float *a, size_t a_row, int k)
+{
+    size_t pairs = (size_t)(k + 1) / 2;
+    for (int i = 0; i < ROWS; i++)
+        for (int x = 0; x < k; x += 16) {
+            __m512 w = _mm512_maskz_loadu_ps(rn_first_lanes((size_t)(k - x)), a + i * a_row + x);
+            _mm256_storeu_si256((__m256i *)((char *)(out + i * pairs) + 2 * (size_t)x),
+                                (__m256i)_mm512_cvtneps_pbh(w));
+        }
+}
+
+/* Pair the rows of `count` packed panels in place for kernel_bf16. */
+static RN_TARGET_BF16 void panels_bf16(float *packed, const size_t *offsets, const int *widths,
+                                       int count, int k)
+{
+    for (int g = 0; g < count; g++) {
+        int padded = (widths[g] + 15) & ~15;
+        rn_bf16_pair_rows(packed + offsets[g], padded, k, padded);
+    }
+}
+
 /* The same with adjacent weight rows and k a_k apart (backward data). */
 __attribute__((target("avx512f"))) static void kernel_columns(float *tile, const float *a,
                                                                size_t a_k, const float *panel,
@@ -416,6 +500,9 @@ __attribute__((target("avx512f"))) static void run_item(const product *p, float 
         offsets[g] = at;
         at += (size_t)padded * p->k;
     }
+    if (p->bf16)
+        panels_bf16(packed, offsets, widths, count, p->k);
+    int *a_bf16 = (int *)(packed + item_floats(p->k));
     float tile[ROWS * COLS] __attribute__((aligned(64)));
     long next_j0 = next * COLS;
     long next_width = next_count ? p->columns - next_j0 : 0;
@@ -432,9 +519,14 @@ __attribute__((target("avx512f"))) static void run_item(const product *p, float 
          * at least ROWS), whose results it drops. */
         int shift = ROWS - rows;
         const float *a = p->a + (size_t)(o - shift) * p->a_row;
+        if (p->bf16)
+            weight_rows_bf16(a_bf16, a, p->a_row, p->k);
         for (int g = 0; g < count; g++) {
             int v = (widths[g] + 15) / 16;
-            if (p->a_k == 1)
+            if (p->bf16)
+                kernel_bf16_rows(tile, a_bf16, (size_t)(p->k + 1) / 2, packed + offsets[g], p->k,
+                                 v);
+            else if (p->a_k == 1)
                 kernel_rows(tile, a, p->a_row, packed + offsets[g], p->k, v);
             else
                 kernel_columns(tile, a, p->a_k, packed + offsets[g], p->k, v);
@@ -460,7 +552,7 @@ static void run_product(const product *p, float *scratch)
     long row_blocks = (p->m + ROWS - 1) / ROWS;
     long vectors = (p->columns + 15) / 16;
     long total = vectors * row_blocks;
-    size_t per_thread = item_floats(p->k);
+    size_t per_thread = p->thread_floats;
 
 #pragma omp parallel
     {
@@ -500,7 +592,9 @@ void rn_conv_implicit_forward(float *dst, const float *src, const float *weights
                  .k = s->ic * s->kh * s->kw, .b = src, .cin = s->ic, .ih = s->ih,
                  .iw = s->iw, .kh = s->kh, .kw = s->kw, .sh = s->sh, .sw = s->sw,
                  .ph = s->ph, .pw = s->pw, .c = dst, .oh = s->oh, .ow = s->ow,
-                 .columns = (long)s->mb * s->oh * s->ow, .bias = bias, .post = post};
+                 .columns = (long)s->mb * s->oh * s->ow, .bias = bias, .post = post,
+                 .bf16 = rn_conv_precision() == RN_PRECISION_BF16,
+                 .thread_floats = thread_floats(s)};
     p.whole_planes = s->kh == 1 && s->kw == 1 && s->sh == 1 && s->sw == 1 && s->ph == 0 &&
                      s->pw == 0;
     for (int kj = 0; kj < s->kw; kj++) {
@@ -525,7 +619,7 @@ void rn_conv_implicit_backward_data(float *diff_src, const float *diff_dst,
                  .b = diff_dst, .cin = s->oc, .ih = s->oh, .iw = s->ow, .kh = 1, .kw = 1,
                  .sh = 1, .sw = 1, .whole_planes = 1, .c = diff_src, .oh = s->ih,
                  .ow = s->iw, .columns = (long)s->mb * s->ih * s->iw,
-                 .accumulate = !overwrite};
+                 .accumulate = !overwrite, .thread_floats = thread_floats(s)};
     run_product(&p, scratch);
 }
 

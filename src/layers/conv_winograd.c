@@ -135,6 +135,36 @@ void rn_winograd_transform_weights(float *u, const float *weights, int cout, int
     }
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+/* Pairs of input channels within each block of RN_WINO_OC output channels:
+ * channel rows 2q and 2q + 1 (RN_WINO_OC floats each) become RN_WINO_OC
+ * BF16 pairs over row 2q. */
+RN_TARGET_BF16 void rn_winograd_weights_to_bf16(float *u, int cout, int cin)
+{
+    int blocks = round_up(cout, RN_WINO_OC) / RN_WINO_OC;
+    long rows = (long)E * blocks; /* each cin x RN_WINO_OC floats */
+    const __m256i order = _mm256_setr_epi16(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7,
+                                            15);
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < rows; r++) {
+        float *block = u + (size_t)r * cin * RN_WINO_OC;
+        for (int c = 0; c < cin; c += 2) {
+            /* Channels c and c + 1 side by side, the second zero past cin. */
+            __mmask16 mask = c + 1 < cin ? 0xffff : 0x00ff;
+            __m512 both = _mm512_maskz_loadu_ps(mask, block + (size_t)c * RN_WINO_OC);
+            __m256i half = (__m256i)_mm512_cvtneps_pbh(both);
+            _mm256_storeu_si256((__m256i *)(block + (size_t)c * RN_WINO_OC),
+                                _mm256_permutexvar_epi16(order, half));
+        }
+    }
+}
+#else
+void rn_winograd_weights_to_bf16(float *u, int cout, int cin)
+{
+    RN_ASSERT(!"no BF16 Winograd on this CPU");
+}
+#endif
+
 /* Tiles per block: the whole tile rows that fit in p->vectors vectors (at
  * most RN_WINO_TILES tiles) where a row has at most 16 tiles, so that the
  * vectors of a block never split a row; all of the vectors for wider
@@ -349,11 +379,48 @@ product(float *m, int row, const float *u, size_t u_block, const float *v, int c
             _mm512_storeu_ps(m + i * row + 16 * j, acc[i][j]);
 }
 
+/* The same with BF16 pairs of channels: V's channel rows 2q and 2q + 1
+ * and U's as rn_bf16_pair_rows and rn_winograd_weights_to_bf16 leave them,
+ * each vdpbf16ps adding two channels' products. */
+static inline RN_TARGET_BF16 __attribute__((always_inline)) void
+product_bf16(float *m, int row, const float *u, size_t u_block, const float *v, int cin,
+             const int nv, const int nb)
+{
+    __m512 acc[3 * RN_WINO_OC][3];
+    for (int i = 0; i < nb * RN_WINO_OC; i++)
+        for (int j = 0; j < nv; j++)
+            acc[i][j] = _mm512_setzero_ps();
+    for (int c = 0; c < cin; c += 2) {
+        const float *vc = v + (size_t)c * RN_WINO_TILES;
+        __m512bh x[3];
+        for (int j = 0; j < nv; j++)
+            x[j] = (__m512bh)_mm512_loadu_ps(vc + 16 * j);
+        for (int b = 0; b < nb; b++) {
+            const int *uc = (const int *)(u + b * u_block + (size_t)c * RN_WINO_OC);
+            for (int i = 0; i < RN_WINO_OC; i++) {
+                __m512bh w = (__m512bh)_mm512_set1_epi32(uc[i]);
+                for (int j = 0; j < nv; j++)
+                    acc[b * RN_WINO_OC + i][j] =
+                        _mm512_dpbf16_ps(acc[b * RN_WINO_OC + i][j], w, x[j]);
+            }
+        }
+    }
+    for (int i = 0; i < nb * RN_WINO_OC; i++)
+        for (int j = 0; j < nv; j++)
+            _mm512_storeu_ps(m + i * row + 16 * j, acc[i][j]);
+}
+
 #define PRODUCT(nv, nb)                                                                 \
     static TARGET void product_##nv##_##nb(float *m, int row, const float *u,          \
                                            size_t u_block, const float *v, int cin)    \
     {                                                                                   \
         product(m, row, u, u_block, v, cin, nv, nb);                                    \
+    }                                                                                   \
+    static RN_TARGET_BF16 void product_bf16_##nv##_##nb(float *m, int row, const float *u, \
+                                                        size_t u_block, const float *v,    \
+                                                        int cin)                           \
+    {                                                                                   \
+        product_bf16(m, row, u, u_block, v, cin, nv, nb);                               \
     }
 PRODUCT(3, 1)
 PRODUCT(2, 1)
@@ -435,7 +502,8 @@ output_rows(float *out, int ow, const float *m, size_t stride, int tw, int rows,
 
 TARGET void rn_winograd_block(float *dst, const float *padded, const float *u, int cin,
                               int cout, const rn_wino_planes *p, const float *bias,
-                              int accumulate, int block, int o0, int o1, float *scratch)
+                              int accumulate, int block, int o0, int o1, int bf16,
+                              float *scratch)
 {
     int tw = (p->ow + 1) / 2, tiles = ((p->oh + 1) / 2) * tw;
     int t0 = block * block_tiles(p);
@@ -454,13 +522,26 @@ TARGET void rn_winograd_block(float *dst, const float *padded, const float *u, i
     if (ob_end > blocks)
         ob_end = blocks;
     input_block(v, v_stride, RN_WINO_TILES, padded, cin, p, t0, t1);
+    if (bf16)
+        for (int e = 0; e < E; e++)
+            rn_bf16_pair_rows(v + e * v_stride, RN_WINO_TILES, cin, 16 * nv);
     for (int ob = o0 / RN_WINO_OC; ob < ob_end; ob += group) {
         int nb = ob_end - ob < group ? ob_end - ob : group;
         const float *u_first = u + ob * u_block;
         for (int e = 0; e < E; e++) {
             float *me = m + e * m_stride;
             const float *ue = u_first + e * u_stride, *ve = v + e * v_stride;
-            if (nv == 3)
+            if (bf16 && nv == 3)
+                product_bf16_3_1(me, row, ue, u_block, ve, cin);
+            else if (bf16 && nv == 2)
+                product_bf16_2_1(me, row, ue, u_block, ve, cin);
+            else if (bf16 && nb == 3)
+                product_bf16_1_3(me, row, ue, u_block, ve, cin);
+            else if (bf16 && nb == 2)
+                product_bf16_1_2(me, row, ue, u_block, ve, cin);
+            else if (bf16)
+                product_bf16_1_1(me, row, ue, u_block, ve, cin);
+            else if (nv == 3)
                 product_3_1(me, row, ue, u_block, ve, cin);
             else if (nv == 2)
                 product_2_1(me, row, ue, u_block, ve, cin);
@@ -607,6 +688,46 @@ grad_product(float *acc, int ocp, const float *v, int v_row, const float *d, int
         }
 }
 
+/* The same with BF16: V's rows as rn_bf16_row leaves them and D's rows
+ * paired by rn_bf16_pair_rows, two tiles per vdpbf16ps. n is rounded up to
+ * even, the extra tile zero. */
+static inline RN_TARGET_BF16 __attribute__((always_inline)) void
+grad_product_bf16(float *acc, int ocp, const float *v, int v_row, const float *d, int n,
+                  const int nk)
+{
+    __m512 a[GRAD_C][2];
+    for (int i = 0; i < GRAD_C; i++)
+        for (int j = 0; j < nk; j++)
+            a[i][j] = _mm512_setzero_ps();
+    for (int t = 0; t < n; t += 2) {
+        __m512bh g[2];
+        for (int j = 0; j < nk; j++)
+            g[j] = (__m512bh)_mm512_loadu_ps(d + (size_t)t * ocp + 16 * j);
+        for (int i = 0; i < GRAD_C; i++) {
+            __m512bh x = (__m512bh)_mm512_set1_epi32(((const int *)(v + (size_t)i * v_row))[t / 2]);
+            for (int j = 0; j < nk; j++)
+                a[i][j] = _mm512_dpbf16_ps(a[i][j], x, g[j]);
+        }
+    }
+    for (int i = 0; i < GRAD_C; i++)
+        for (int j = 0; j < nk; j++) {
+            float *row = acc + (size_t)i * ocp + 16 * j;
+            _mm512_storeu_ps(row, _mm512_add_ps(_mm512_loadu_ps(row), a[i][j]));
+        }
+}
+
+static RN_TARGET_BF16 void grad_product_bf16_1(float *acc, int ocp, const float *v, int row,
+                                               const float *d, int n)
+{
+    grad_product_bf16(acc, ocp, v, row, d, n, 1);
+}
+
+static RN_TARGET_BF16 void grad_product_bf16_2(float *acc, int ocp, const float *v, int row,
+                                               const float *d, int n)
+{
+    grad_product_bf16(acc, ocp, v, row, d, n, 2);
+}
+
 static TARGET void grad_product1(float *acc, int ocp, const float *v, int row, const float *d,
                                  int n)
 {
@@ -621,7 +742,7 @@ static TARGET void grad_product2(float *acc, int ocp, const float *v, int row, c
 
 TARGET void rn_winograd_grad_images(float *acc, const float *const *padded,
                                     const float *const *dyt, int images, int cin, int cout,
-                                    const rn_wino_planes *p, float *scratch)
+                                    const rn_wino_planes *p, int bf16, float *scratch)
 {
     int cinp = grad_cin(cin), ocp = grad_ocp(cout);
     int tw = (p->ow + 1) / 2, tiles = ((p->oh + 1) / 2) * tw;
@@ -652,18 +773,33 @@ TARGET void rn_winograd_grad_images(float *acc, const float *const *padded,
         }
         for (int e = 0; e < E; e++) {
             float *acc_e = acc + (size_t)e * cinp * ocp;
-            const float *ve = v + e * v_stride, *de = d + e * d_stride;
+            float *ve = v + e * v_stride, *de = d + e * d_stride;
+            if (bf16) {
+                for (int c = 0; c < cinp; c++)
+                    rn_bf16_row(ve + (size_t)c * cap, filled);
+                rn_bf16_pair_rows(de, ocp, filled, ocp);
+            }
             /* Output channels outside, so that D's 32 columns stay in L1
              * while the input channels pass. */
             int k = 0;
             for (; k + 32 <= ocp; k += 32)
-                for (int c = 0; c < cinp; c += GRAD_C)
-                    grad_product2(acc_e + (size_t)c * ocp + k, ocp, ve + (size_t)c * cap, cap,
-                                  de + k, filled);
+                for (int c = 0; c < cinp; c += GRAD_C) {
+                    float *acc_c = acc_e + (size_t)c * ocp + k;
+                    const float *vc = ve + (size_t)c * cap;
+                    if (bf16)
+                        grad_product_bf16_2(acc_c, ocp, vc, cap, de + k, filled);
+                    else
+                        grad_product2(acc_c, ocp, vc, cap, de + k, filled);
+                }
             if (k < ocp)
-                for (int c = 0; c < cinp; c += GRAD_C)
-                    grad_product1(acc_e + (size_t)c * ocp + k, ocp, ve + (size_t)c * cap, cap,
-                                  de + k, filled);
+                for (int c = 0; c < cinp; c += GRAD_C) {
+                    float *acc_c = acc_e + (size_t)c * ocp + k;
+                    const float *vc = ve + (size_t)c * cap;
+                    if (bf16)
+                        grad_product_bf16_1(acc_c, ocp, vc, cap, de + k, filled);
+                    else
+                        grad_product1(acc_c, ocp, vc, cap, de + k, filled);
+                }
         }
     }
 }
@@ -672,13 +808,14 @@ TARGET void rn_winograd_grad_images(float *acc, const float *const *padded,
 
 void rn_winograd_block(float *dst, const float *padded, const float *u, int cin,
                               int cout, const rn_wino_planes *p, const float *bias,
-                              int accumulate, int block, int o0, int o1, float *scratch)
+                              int accumulate, int block, int o0, int o1, int bf16,
+                              float *scratch)
 {
     RN_ASSERT(!"no Winograd convolution on this CPU");
 }
 
 void rn_winograd_grad_images(float *acc, const float *const *padded, const float *const *dyt,
-                             int images, int cin, int cout, const rn_wino_planes *p,
+                             int images, int cin, int cout, const rn_wino_planes *p, int bf16,
                              float *scratch)
 {
     RN_ASSERT(!"no Winograd convolution on this CPU");

@@ -49,6 +49,10 @@ size_t rn_winograd_weights_numel(int cout, int cin);
 void rn_winograd_transform_weights(float *u, const float *weights, int cout, int cin,
                                    int flip);
 
+/* Round transformed weights to BF16 in place for rn_winograd_block's bf16
+ * mode: pairs of input channels, as vdpbf16ps reads them. */
+void rn_winograd_weights_to_bf16(float *u, int cout, int cin);
+
 /* Tile blocks of one image. */
 int rn_winograd_blocks(const rn_wino_planes *p);
 
@@ -57,12 +61,15 @@ size_t rn_winograd_block_numel(int cin);
 
 /* Output block `block` of one image: channels [o0, o1) of dst (cout, oh,
  * ow) over the block's tiles, plus bias (may be NULL), replacing dst or
- * adding to it. o0 is a multiple of RN_WINO_OC. */
+ * adding to it. o0 is a multiple of RN_WINO_OC. With bf16, u comes from
+ * rn_winograd_weights_to_bf16 and the products take BF16 inputs with FP32
+ * sums. */
 void rn_winograd_block(float *dst, const float *padded, const float *u, int cin, int cout,
                        const rn_wino_planes *p, const float *bias, int accumulate, int block,
-                       int o0, int o1, float *scratch);
+                       int o0, int o1, int bf16, float *scratch);
 
-/* Weight gradient. The threads add into per-thread accumulators of
+/* Weight gradient (with bf16, from BF16 inputs with FP32 sums). The
+ * threads add into per-thread accumulators of
  * rn_winograd_grad_numel() floats, zeroed by the caller. Each call sums
  * `images` images, at most rn_winograd_grad_group() of them: padded[j] are
  * their padded inputs and dyt[j] their output gradients transposed to
@@ -73,7 +80,7 @@ size_t rn_winograd_grad_numel(int cin, int cout);
 int rn_winograd_grad_group(const rn_wino_planes *p);
 size_t rn_winograd_grad_block_numel(int cin, int cout, const rn_wino_planes *p);
 void rn_winograd_grad_images(float *acc, const float *const *padded, const float *const *dyt,
-                             int images, int cin, int cout, const rn_wino_planes *p,
+                             int images, int cin, int cout, const rn_wino_planes *p, int bf16,
                              float *scratch);
 void rn_winograd_grad_finish(float *diff_weights, const float *acc, size_t stride, int count,
                              int cin, int cout);

@@ -68,6 +68,18 @@ void rn_conv2d_forward_post(float *dst, const float *src, const float *weights,
                             const float *bias, const rn_conv_shape *s, float *scratch,
                             const rn_conv_post *post);
 
+/* Precision of the convolutions' matrix products. BF16 rounds the inputs of
+ * the Winograd products and of the implicit GEMM's forward pass to BF16,
+ * and vdpbf16ps sums them in FP32. The other paths stay FP32. */
+typedef enum rn_precision {
+    RN_PRECISION_FP32,
+    RN_PRECISION_BF16, /* needs rn_cpu_avx512_bf16() */
+} rn_precision;
+
+/* Set the precision for this process; return the previous one. */
+rn_precision rn_conv_set_precision(rn_precision precision);
+rn_precision rn_conv_precision(void);
+
 /* Weights transformed once for many forward passes, as an inference plan
  * keeps them: Winograd transforms each call's weights otherwise, which at
  * batch 1 costs more than the convolution on small planes.

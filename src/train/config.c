@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cpu.h"
 #include "core/status.h"
 #include "data/dataset.h"
 
@@ -287,6 +288,10 @@ rn_status rn_train_config_set(rn_train_config *c, const char *key, const char *v
     } else if (!strcmp(key, "threads")) {
         RN_TRY(parse_long(key, value, 0, 4096, &l));
         c->threads = (int)l;
+    } else if (!strcmp(key, "precision")) {
+        if (strcmp(value, "fp32") && strcmp(value, "bf16"))
+            return bad_value(key, value, "fp32 or bf16");
+        c->bf16 = !strcmp(value, "bf16");
     } else if (!strcmp(key, "pad")) {
         RN_TRY(parse_long(key, value, 0, 64, &l));
         c->augment.pad = (int)l;
@@ -316,6 +321,9 @@ rn_status rn_train_config_validate(const rn_train_config *c)
         return rn_error(RN_ERR_INVALID, "invalid --lr %g: must be positive", c->schedule.lr);
     if (c->sgd.nesterov && c->sgd.momentum == 0.0f)
         return rn_error(RN_ERR_INVALID, "--nesterov needs a momentum above 0 (set --momentum)");
+    if (c->bf16 && !rn_cpu_avx512_bf16())
+        return rn_error(RN_ERR_INVALID, "--precision bf16 needs a CPU with AVX512_BF16 and a "
+                        "build with AVX-512; this one has none, so use --precision fp32");
     if (c->schedule.kind == RN_SCHEDULE_MULTISTEP && c->schedule.milestone_count == 0)
         return rn_error(RN_ERR_INVALID, "--lr-scheduler multistep needs --lr-milestones, "
                         "such as 30,60,80");
@@ -411,7 +419,8 @@ int rn_train_config_format(const rn_train_config *c, char *buf, int size)
                     "wd=%s\nnesterov=%s\nlr-scheduler=%s\nlr-step-size=%d\nlr-gamma=%s\n"
                     "%s%s%slr-milestone-unit=%s\n"
                     "lr-warmup-epochs=%s\nlr-warmup-decay=%s\nlabel-smoothing=%s\n"
-                    "init=%s\nzero-init-residual=%s\nseed=%llu\nthreads=%d\npad=%d\n"
+                    "init=%s\nzero-init-residual=%s\nseed=%llu\nthreads=%d\nprecision=%s\n"
+                    "pad=%d\n"
                     "flip=%s\nresize=%s\nrandom-resized-crop=%s\nnormalize=%s\n"
                     "train-limit=%lld\ntest-limit=%lld\noutput-dir=%s\n",
                     c->model, rn_shortcut_name(c->shortcut), bool_text(c->stride_in_1x1), c->data_dir,
@@ -423,7 +432,7 @@ int rn_train_config_format(const rn_train_config *c, char *buf, int size)
                     warmup, warmup_decay, smoothing,
                     c->init == RN_INIT_XAVIER ? "xavier" : "kaiming",
                     bool_text(c->zero_init_residual), (unsigned long long)c->seed, c->threads,
-                    c->augment.pad, bool_text(c->augment.flip), resize, crop, normalize,
+                    c->bf16 ? "bf16" : "fp32", c->augment.pad, bool_text(c->augment.flip), resize, crop, normalize,
                     (long long)c->train_limit, (long long)c->test_limit, c->output_dir);
 }
 

@@ -32,6 +32,7 @@ typedef struct rn_train_config {
     int stride_in_1x1; /* rn_model_config.stride_in_1x1 */
     uint64_t seed;
     int threads; /* 0: all cores */
+    int bf16;    /* --precision bf16: BF16 inputs to the convolutions' products */
     rn_augment augment;
     int normalize_auto; /* take augment's mean and std from the training set's statistics */
     int64_t train_limit; /* use only the first N training images; 0: all */

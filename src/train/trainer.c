@@ -431,6 +431,8 @@ rn_status rn_train_run(const rn_train_config *config, const char *resume_path,
     memset(result, 0, sizeof *result);
     RN_TRY(rn_train_config_validate(config));
     rn_threads_set(config->threads);
+    rn_precision precision = rn_conv_set_precision(config->bf16 ? RN_PRECISION_BF16
+                                                                : RN_PRECISION_FP32);
     rn_train_config_format(config, t.config_text, sizeof t.config_text);
     t.meta = calloc(1, sizeof *t.meta);
     if (!t.meta)
@@ -544,5 +546,6 @@ done:
     result->examples_per_sec = pos.total_train_seconds > 0
                                    ? pos.total_train_images / pos.total_train_seconds : 0.0;
     trainer_free(&t);
+    rn_conv_set_precision(precision);
     return status;
 }
