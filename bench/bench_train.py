@@ -32,6 +32,9 @@ DEFAULT_CASES = ",".join([
     "d2l-resnet18:256:1x96x96",
     "resnet20:128:1x28x28:A",  # Fashion-MNIST's image shape
     "resnet18:32:3x224x224",   # torchvision's ResNet-18 on ImageNet-sized images
+    # BF16 products: resnet.c's --precision bf16 against PyTorch's CPU autocast
+    "resnet20:128:3x32x32:A:bf16",
+    "d2l-resnet18:256:1x96x96:bf16",
 ])
 TORCHVISION_RESNETS = {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152"}
 CLASSES = 10  # passed to `resnet bench --classes` too
@@ -40,13 +43,18 @@ CLASSES = 10  # passed to `resnet bench --classes` too
 # --------------------------------------------------------------------- cases
 
 class Case:
-    """One benchmark configuration: model, batch size, input shape, shortcut."""
+    """One benchmark configuration: model, batch size, input shape, shortcut
+    and precision (fp32, or bf16 for BF16 matrix products in both engines)."""
 
     def __init__(self, spec):
         fields = spec.split(":")
+        self.precision = "fp32"
+        if len(fields) > 3 and fields[-1].lower() in ("fp32", "bf16"):
+            self.precision = fields.pop().lower()
         if len(fields) not in (3, 4):
-            raise ValueError(f"invalid case '{spec}': expected MODEL:BATCH:CxHxW[:SHORTCUT], "
-                             "such as resnet20:128:3x32x32:A")
+            raise ValueError(f"invalid case '{spec}': expected "
+                             "MODEL:BATCH:CxHxW[:SHORTCUT][:PRECISION], such as "
+                             "resnet20:128:3x32x32:A or resnet20:128:3x32x32:A:bf16")
         self.model = fields[0]
         try:
             self.batch = int(fields[1])
@@ -73,12 +81,14 @@ class Case:
     @property
     def spec(self):
         parts = [self.model, str(self.batch), self.input]
-        return ":".join(parts + [self.shortcut] if self.shortcut else parts)
+        parts += [self.shortcut] if self.shortcut else []
+        return ":".join(parts + [self.precision])
 
     @property
     def label(self):
         label = f"{self.model} b{self.batch} {self.input}"
-        return f"{label} {self.shortcut}" if self.shortcut else label
+        label = f"{label} {self.shortcut}" if self.shortcut else label
+        return f"{label} bf16" if self.precision == "bf16" else label
 
 
 # ------------------------------------------------------------ PyTorch worker
@@ -112,9 +122,15 @@ def torch_worker(case, steps, warmup, threads):
     images = torch.randn(case.batch, case.c, case.h, case.w)
     labels = torch.randint(0, CLASSES, (case.batch,))
 
+    # BF16 cases run the forward pass under CPU autocast, which gives the
+    # convolutions and the linear layer BF16 inputs; weights stay FP32.
+    autocast = torch.autocast(device_type="cpu", dtype=torch.bfloat16,
+                              enabled=case.precision == "bf16")
+
     def step():
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(images), labels)
+        with autocast:
+            loss = loss_fn(model(images), labels)
         loss.backward()
         optimizer.step()
 
@@ -129,6 +145,7 @@ def torch_worker(case, steps, warmup, threads):
         "model": case.model,
         "batch": case.batch,
         "input": case.input,
+        "precision": case.precision,
         "threads": torch.get_num_threads(),
         "steps": steps,
         "images_per_sec": steps * case.batch / seconds,
@@ -202,7 +219,7 @@ def check_report(report, case, threads):
     """Return a message naming the first field of `report` that differs from
     what `case` and `threads` request, or None if all present fields match."""
     expected = {"model": case.model, "batch": case.batch, "input": case.input,
-                "threads": threads}
+                "threads": threads, "precision": case.precision}
     if case.shortcut:
         expected["shortcut"] = case.shortcut
     for key, value in expected.items():
@@ -247,6 +264,8 @@ def resnet_command(case, args):
                "--threads", str(args.threads), "--format", "json"]
     if case.shortcut:
         command += ["--shortcut", case.shortcut]
+    if case.precision == "bf16":
+        command += ["--precision", "bf16"]
     return command
 
 
@@ -328,8 +347,8 @@ def parse_args(argv):
         description="Compare training-step throughput and peak memory of PyTorch "
                     "(eager, CPU) and resnet.c on the same cases.")
     parser.add_argument("--cases", default=DEFAULT_CASES,
-                        help="comma-separated MODEL:BATCH:CxHxW[:SHORTCUT] "
-                             "(default: %(default)s)")
+                        help="comma-separated MODEL:BATCH:CxHxW[:SHORTCUT][:PRECISION], "
+                             "PRECISION fp32 or bf16 (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=10,
                         help="timed training steps per run (default 10)")
     parser.add_argument("--warmup", type=int, default=2,

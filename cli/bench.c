@@ -249,11 +249,13 @@ int cmd_bench(int argc, char **argv)
 
     if (json) {
         printf("{\"model\": \"%s\", \"mode\": \"%s\", \"batch\": %d, \"input\": \"%dx%dx%d\", "
-               "\"shortcut\": \"%s\", \"threads\": %d, \"steps\": %d, \"images_per_sec\": %.1f, "
+               "\"shortcut\": \"%s\", \"precision\": \"%s\", \"threads\": %d, \"steps\": %d, "
+               "\"images_per_sec\": %.1f, "
                "\"step_ms\": %.2f, \"peak_rss_mib\": %.1f, \"gflops\": %.1f, "
                "\"machine_peak_gflops\": %.1f, \"percent_of_peak\": %.1f}\n",
                cfg.arch, mode, mb, cfg.in_c, cfg.in_h, cfg.in_w,
-               rn_shortcut_name(m->config.shortcut), threads, steps, images_per_sec, step_ms,
+               rn_shortcut_name(m->config.shortcut), bf16 ? "bf16" : "fp32", threads, steps,
+               images_per_sec, step_ms,
                peak_mib, gflops, machine_gflops, 100.0 * gflops / machine_gflops);
     } else {
         const char *thread_word = threads == 1 ? "thread" : "threads";
