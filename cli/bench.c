@@ -165,8 +165,9 @@ int cmd_bench(int argc, char **argv)
                                       value);
             bf16 = !strcmp(value, "bf16");
             if (bf16 && !rn_cpu_avx512_bf16())
-                return rn_usage_error("bench", "--precision bf16 needs a CPU with AVX512_BF16 "
-                                      "and a build with AVX-512; use --precision fp32");
+                return rn_usage_error("bench", "--precision bf16 needs AVX512_BF16 in the CPU "
+                                      "and the default build (not make ISA=avx2 or "
+                                      "ISA=baseline); use --precision fp32");
         } else if (!strcmp(name, "format")) {
             if (strcmp(value, "text") && strcmp(value, "json"))
                 return rn_usage_error("bench", "invalid --format '%s': expected text or json",
@@ -259,8 +260,9 @@ int cmd_bench(int argc, char **argv)
                peak_mib, gflops, machine_gflops, 100.0 * gflops / machine_gflops);
     } else {
         const char *thread_word = threads == 1 ? "thread" : "threads";
-        printf("%s, batch %d, input %dx%dx%d, %d %s, %d steps\n", cfg.arch, mb, cfg.in_c,
-               cfg.in_h, cfg.in_w, threads, thread_word, steps);
+        printf("%s, batch %d, input %dx%dx%d, %d %s, %d steps%s\n", cfg.arch, mb, cfg.in_c,
+               cfg.in_h, cfg.in_w, threads, thread_word, steps,
+               bf16 ? ", BF16 convolution products" : "");
         printf("%s: %.1f images/s, %.2f ms per %s, %.1f GFLOP/s\n",
                inference ? "inference" : "training", images_per_sec, step_ms,
                inference ? "batch" : "step", gflops);

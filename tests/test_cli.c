@@ -67,6 +67,8 @@ TEST(cli_usage_errors_exit_2)
         "info --model resnet20 --input 3x32x32x",
         "info --model resnet20 --input 3x0x32",
         "bench --model resnet20 -b 0",
+        "train --precision BF16",
+        "bench --precision fp16",
         "no-such-command",
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {

@@ -307,17 +307,21 @@ TEST(config_round_trip_and_bad_values)
     CHECK_OK(rn_train_config_set(&a, "resize", "32"));
     CHECK_OK(rn_train_config_set(&a, "normalize", "none"));
     CHECK_OK(rn_train_config_set(&a, "shortcut", "b"));
+    CHECK_OK(rn_train_config_set(&a, "precision", "bf16"));
     rn_train_config_format(&a, text, sizeof text);
     rn_train_config_default(&b);
     CHECK_OK(rn_train_config_parse(&b, text));
     rn_train_config_format(&b, again, sizeof again);
     CHECK_MSG(strcmp(text, again) == 0, "round trip changed:\n%s\nvs\n%s", text, again);
+    CHECK(b.bf16 == 1);
+    /* A BF16 run resumes in FP32 where the CPU lacks AVX512_BF16. */
+    CHECK(rn_train_config_resumable_override("precision"));
 
     const char *bad[][2] = {
         {"batch-size", "0"}, {"batch-size", "-3"}, {"batch-size", "12x"}, {"lr", "-0.1"},
         {"lr", "nan"}, {"epochs", "0"}, {"init", "he"}, {"lr-scheduler", "linear"},
         {"shortcut", "D"}, {"normalize", "0.5"}, {"resize", "0x5"}, {"nesterov", "maybe"},
-        {"seed", "-1"}, {"no-such-key", "1"},
+        {"seed", "-1"}, {"precision", "fp16"}, {"precision", "BF16"}, {"no-such-key", "1"},
     };
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
         rn_status status = rn_train_config_set(&b, bad[k][0], bad[k][1]);

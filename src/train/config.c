@@ -322,8 +322,9 @@ rn_status rn_train_config_validate(const rn_train_config *c)
     if (c->sgd.nesterov && c->sgd.momentum == 0.0f)
         return rn_error(RN_ERR_INVALID, "--nesterov needs a momentum above 0 (set --momentum)");
     if (c->bf16 && !rn_cpu_avx512_bf16())
-        return rn_error(RN_ERR_INVALID, "--precision bf16 needs a CPU with AVX512_BF16 and a "
-                        "build with AVX-512; this one has none, so use --precision fp32");
+        return rn_error(RN_ERR_INVALID, "--precision bf16 needs AVX512_BF16 in the CPU and the "
+                        "default build (not make ISA=avx2 or ISA=baseline); use --precision "
+                        "fp32, also to resume a BF16 run");
     if (c->schedule.kind == RN_SCHEDULE_MULTISTEP && c->schedule.milestone_count == 0)
         return rn_error(RN_ERR_INVALID, "--lr-scheduler multistep needs --lr-milestones, "
                         "such as 30,60,80");
@@ -465,6 +466,6 @@ rn_status rn_train_config_parse(rn_train_config *c, const char *text)
 int rn_train_config_resumable_override(const char *key)
 {
     return !strcmp(key, "epochs") || !strcmp(key, "max-steps") || !strcmp(key, "threads") ||
-           !strcmp(key, "data") ||
+           !strcmp(key, "data") || !strcmp(key, "precision") ||
            !strcmp(key, "output-dir") || !strcmp(key, "eval-batch-size");
 }

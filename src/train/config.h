@@ -70,8 +70,8 @@ int rn_train_config_format(const rn_train_config *config, char *buf, int size);
 rn_status rn_train_config_parse(rn_train_config *config, const char *text);
 
 /* Whether a key may differ when resuming a checkpoint (epochs, threads,
- * data, output-dir, eval-batch-size); all other keys come from the
- * checkpoint. */
+ * data, precision, output-dir, eval-batch-size); all other keys come from
+ * the checkpoint. */
 int rn_train_config_resumable_override(const char *key);
 
 #endif
