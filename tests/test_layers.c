@@ -210,6 +210,50 @@ static void check_same(const char *path, const char *what, const float *a, const
               what, worst, a[worst], path, b[worst]);
 }
 
+static void conv_run_free(struct conv_run *r)
+{
+    float *outputs[] = {r->dst, r->d_src, r->d_src_acc, r->d_w, r->d_b};
+    for (size_t i = 0; i < sizeof outputs / sizeof outputs[0]; i++)
+        free(outputs[i]);
+}
+
+/* Inputs of one convolution: source, weights, bias and the gradient that
+ * reaches its output, uniform in [-1, 1) from a seeded generator. */
+struct conv_inputs {
+    size_t n_src, n_w, n_dst;
+    float *src, *w, *b, *up;
+};
+
+static struct conv_inputs conv_inputs(const rn_conv_shape *s, uint32_t seed)
+{
+    struct conv_inputs in = {
+        .n_src = (size_t)s->mb * s->ic * s->ih * s->iw,
+        .n_w = (size_t)s->oc * s->ic * s->kh * s->kw,
+        .n_dst = (size_t)s->mb * s->oc * s->oh * s->ow,
+    };
+    in.src = malloc(in.n_src * 4);
+    in.w = malloc(in.n_w * 4);
+    in.b = malloc(s->oc * 4);
+    in.up = malloc(in.n_dst * 4);
+    float *fill[] = {in.src, in.w, in.b, in.up};
+    size_t sizes[] = {in.n_src, in.n_w, (size_t)s->oc, in.n_dst};
+    uint32_t state = seed;
+    for (int t = 0; t < 4; t++)
+        for (size_t i = 0; i < sizes[t]; i++) {
+            state = state * 1664525u + 1013904223u;
+            fill[t][i] = (float)(state >> 8) / (float)(1u << 24) * 2.0f - 1.0f;
+        }
+    return in;
+}
+
+static void conv_inputs_free(struct conv_inputs *in)
+{
+    free(in->src);
+    free(in->w);
+    free(in->b);
+    free(in->up);
+}
+
 /* The direct, Winograd and implicit GEMM paths against im2col and GEMM on
  * shapes that exercise the image chunks of the backward pass and every
  * block remainder.
@@ -294,20 +338,8 @@ TEST(conv2d_fast_paths_match_im2col)
     for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
         rn_conv_shape s = shapes[c];
         rn_conv_shape_infer(&s);
-        size_t n_src = (size_t)s.mb * s.ic * s.ih * s.iw;
-        size_t n_w = (size_t)s.oc * s.ic * s.kh * s.kw;
-        size_t n_dst = (size_t)s.mb * s.oc * s.oh * s.ow;
-        float *src = malloc(n_src * 4), *w = malloc(n_w * 4), *b = malloc(s.oc * 4);
-        float *up = malloc(n_dst * 4);
-        uint32_t state = 12345u + (uint32_t)c;
-        float *fill[] = {src, w, b, up};
-        size_t sizes[] = {n_src, n_w, (size_t)s.oc, n_dst};
-        for (int t = 0; t < 4; t++)
-            for (size_t i = 0; i < sizes[t]; i++) {
-                state = state * 1664525u + 1013904223u;
-                fill[t][i] = (float)(state >> 8) / (float)(1u << 24) * 2.0f - 1.0f;
-            }
-        struct conv_run r = conv_run(&s, src, w, b, up, PATH_IM2COL);
+        struct conv_inputs in = conv_inputs(&s, 12345u + (uint32_t)c);
+        struct conv_run r = conv_run(&s, in.src, in.w, in.b, in.up, PATH_IM2COL);
         for (int path = PATH_DIRECT; path <= PATH_WINOGRAD; path++) {
             int was = rn_conv_direct_set_enabled(1);
             int was_winograd = rn_winograd_set_enabled(path == PATH_WINOGRAD);
@@ -316,19 +348,16 @@ TEST(conv2d_fast_paths_match_im2col)
                                                            : "Winograd";
             rn_conv_direct_set_enabled(was);
             rn_winograd_set_enabled(was_winograd);
-            struct conv_run d = conv_run(&s, src, w, b, up, path);
-            check_same(name, "dst", d.dst, r.dst, n_dst);
-            check_same(name, "diff_src", d.d_src, r.d_src, n_src);
-            check_same(name, "diff_src (accumulated)", d.d_src_acc, r.d_src_acc, n_src);
-            check_same(name, "diff_weights", d.d_w, r.d_w, n_w);
+            struct conv_run d = conv_run(&s, in.src, in.w, in.b, in.up, path);
+            check_same(name, "dst", d.dst, r.dst, in.n_dst);
+            check_same(name, "diff_src", d.d_src, r.d_src, in.n_src);
+            check_same(name, "diff_src (accumulated)", d.d_src_acc, r.d_src_acc, in.n_src);
+            check_same(name, "diff_weights", d.d_w, r.d_w, in.n_w);
             check_same(name, "diff_bias", d.d_b, r.d_b, s.oc);
-            float *outputs[] = {d.dst, d.d_src, d.d_src_acc, d.d_w, d.d_b};
-            for (size_t i = 0; i < sizeof outputs / sizeof outputs[0]; i++)
-                free(outputs[i]);
+            conv_run_free(&d);
         }
-        float *bufs[] = {src, w, b, up, r.dst, r.d_src, r.d_src_acc, r.d_w, r.d_b};
-        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-            free(bufs[i]);
+        conv_run_free(&r);
+        conv_inputs_free(&in);
     }
 }
 
@@ -365,7 +394,7 @@ TEST(conv2d_prepared_weights_match_im2col)
         struct conv_run r = conv_run(&s, src, w, b, up, PATH_IM2COL);
 
         size_t numel = rn_conv2d_prepared_numel(&s);
-        CHECK_MSG(numel > 0 || !rn_conv_direct_applies(&s) || !rn_winograd_enabled(),
+        CHECK_MSG(numel > 0 || !rn_conv_direct_applies_prepared(&s) || !rn_winograd_enabled(),
                   "shape %zu: no prepared weights", c);
         CHECK_MSG(!rn_winograd_suits(&s), "shape %zu: Winograd takes it anyway", c);
         if (numel > 0) {
@@ -377,9 +406,10 @@ TEST(conv2d_prepared_weights_match_im2col)
             rn_free_aligned(prepared);
             rn_free_aligned(scratch);
         }
-        float *bufs[] = {src, w, b, dst, up, r.dst, r.d_src, r.d_src_acc, r.d_w, r.d_b};
+        float *bufs[] = {src, w, b, dst, up};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
             free(bufs[i]);
+        conv_run_free(&r);
     }
 }
 
@@ -408,28 +438,16 @@ TEST(conv2d_bf16_close_to_fp32)
     for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
         rn_conv_shape s = shapes[c];
         rn_conv_shape_infer(&s);
-        size_t n_src = (size_t)s.mb * s.ic * s.ih * s.iw;
-        size_t n_w = (size_t)s.oc * s.ic * s.kh * s.kw;
-        size_t n_dst = (size_t)s.mb * s.oc * s.oh * s.ow;
-        float *src = malloc(n_src * 4), *w = malloc(n_w * 4), *b = malloc(s.oc * 4);
-        float *up = malloc(n_dst * 4);
-        float *fill[] = {src, w, b, up};
-        size_t sizes[] = {n_src, n_w, (size_t)s.oc, n_dst};
-        uint32_t state = 777u + (uint32_t)c;
-        for (int t = 0; t < 4; t++)
-            for (size_t i = 0; i < sizes[t]; i++) {
-                state = state * 1664525u + 1013904223u;
-                fill[t][i] = (float)(state >> 8) / (float)(1u << 24) * 2.0f - 1.0f;
-            }
-        struct conv_run r = conv_run(&s, src, w, b, up, PATH_IM2COL);
+        struct conv_inputs in = conv_inputs(&s, 777u + (uint32_t)c);
+        struct conv_run r = conv_run(&s, in.src, in.w, in.b, in.up, PATH_IM2COL);
         rn_precision was = rn_conv_set_precision(RN_PRECISION_BF16);
-        struct conv_run d = conv_run(&s, src, w, b, up, PATH_WINOGRAD);
+        struct conv_run d = conv_run(&s, in.src, in.w, in.b, in.up, PATH_WINOGRAD);
         rn_conv_set_precision(was);
 
         int winograd = rn_winograd_suits(&s);
         const float *got[] = {d.dst, d.d_src, d.d_w};
         const float *want[] = {r.dst, r.d_src, r.d_w};
-        size_t counts[] = {n_dst, n_src, n_w};
+        size_t counts[] = {in.n_dst, in.n_src, in.n_w};
         const char *names[] = {"dst", "diff_src", "diff_weights"};
         for (int k = 0; k < (winograd ? 3 : 1); k++) {
             double ref = 0.0, err = 0.0; /* sums of squares */
@@ -442,10 +460,9 @@ TEST(conv2d_bf16_close_to_fp32)
                       relative);
             CHECK_MSG(relative > 1e-6, "shape %zu %s: no BF16 rounding", c, names[k]);
         }
-        float *bufs[] = {src, w, b, up, r.dst, r.d_src, r.d_src_acc, r.d_w, r.d_b,
-                         d.dst, d.d_src, d.d_src_acc, d.d_w, d.d_b};
-        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-            free(bufs[i]);
+        conv_run_free(&r);
+        conv_run_free(&d);
+        conv_inputs_free(&in);
     }
 }
 

@@ -263,6 +263,15 @@ __attribute__((target("avx512f"))) static void pack_panel(float *panel, int stri
             rn_copy_or_zero(panel + (size_t)kk * stride + width, NULL, padded - width);
 }
 
+/* Write the first v vectors of each row of accumulators into the tile. */
+static inline __attribute__((target("avx512f"), always_inline)) void
+store_accumulators(float *tile, __m512 acc[ROWS][3], const int v)
+{
+    for (int i = 0; i < ROWS; i++)
+        for (int j = 0; j < v; j++)
+            _mm512_storeu_ps(tile + i * COLS + 16 * j, acc[i][j]);
+}
+
 /* Compute tile (ROWS, COLS) = a rows times the panel (k rows of 16 * v
  * floats). */
 static inline __attribute__((target("avx512f"), always_inline)) void
@@ -287,13 +296,7 @@ kernel(float *tile, const float *a, size_t a_row, size_t a_k, const float *panel
                 acc[i][2] = _mm512_fmadd_ps(ai, b2, acc[i][2]);
         }
     }
-    for (int i = 0; i < ROWS; i++) {
-        _mm512_storeu_ps(tile + i * COLS, acc[i][0]);
-        if (v > 1)
-            _mm512_storeu_ps(tile + i * COLS + 16, acc[i][1]);
-        if (v > 2)
-            _mm512_storeu_ps(tile + i * COLS + 32, acc[i][2]);
-    }
+    store_accumulators(tile, acc, v);
 }
 
 /* The kernel for 1, 2 and 3 vectors of columns, with weight rows a_row
@@ -334,13 +337,7 @@ kernel_bf16(float *tile, const int *a, size_t a_row, const float *panel, int k, 
                 acc[i][2] = _mm512_dpbf16_ps(acc[i][2], ai, b2);
         }
     }
-    for (int i = 0; i < ROWS; i++) {
-        _mm512_storeu_ps(tile + i * COLS, acc[i][0]);
-        if (v > 1)
-            _mm512_storeu_ps(tile + i * COLS + 16, acc[i][1]);
-        if (v > 2)
-            _mm512_storeu_ps(tile + i * COLS + 32, acc[i][2]);
-    }
+    store_accumulators(tile, acc, v);
 }
 
 static RN_TARGET_BF16 void kernel_bf16_rows(float *tile, const int *a, size_t a_row,

@@ -348,6 +348,16 @@ static TARGET void input_block(float *v, size_t stride, int row, const float *pa
     }
 }
 
+/* Write nb blocks of RN_WINO_OC rows of nv accumulator vectors into M,
+ * rows `row` floats apart. */
+static inline TARGET __attribute__((always_inline)) void
+store_products(float *m, int row, __m512 acc[3 * RN_WINO_OC][3], const int nv, const int nb)
+{
+    for (int i = 0; i < nb * RN_WINO_OC; i++)
+        for (int j = 0; j < nv; j++)
+            _mm512_storeu_ps(m + i * row + 16 * j, acc[i][j]);
+}
+
 /* M[i][t] = sum over c of U[c][i] V[c][t] for nb blocks of 8 channels i
  * (u_block floats apart in U) and nv * 16 tiles t; M's rows are row floats
  * apart. Blocks of one vector of tiles take 3 channel blocks, so that every
@@ -374,9 +384,7 @@ product(float *m, int row, const float *u, size_t u_block, const float *v, int c
             }
         }
     }
-    for (int i = 0; i < nb * RN_WINO_OC; i++)
-        for (int j = 0; j < nv; j++)
-            _mm512_storeu_ps(m + i * row + 16 * j, acc[i][j]);
+    store_products(m, row, acc, nv, nb);
 }
 
 /* The same with BF16 pairs of channels: V's channel rows 2q and 2q + 1
@@ -405,9 +413,7 @@ product_bf16(float *m, int row, const float *u, size_t u_block, const float *v, 
             }
         }
     }
-    for (int i = 0; i < nb * RN_WINO_OC; i++)
-        for (int j = 0; j < nv; j++)
-            _mm512_storeu_ps(m + i * row + 16 * j, acc[i][j]);
+    store_products(m, row, acc, nv, nb);
 }
 
 #define PRODUCT(nv, nb)                                                                 \
