@@ -123,7 +123,7 @@ def torch_worker(case, steps, warmup, threads):
     labels = torch.randint(0, CLASSES, (case.batch,))
 
     # BF16 cases run the forward pass under CPU autocast, which gives the
-    # convolutions and the linear layer BF16 inputs; weights stay FP32.
+    # convolutions and the linear layer BF16 inputs. The weights stay FP32.
     autocast = torch.autocast(device_type="cpu", dtype=torch.bfloat16,
                               enabled=case.precision == "bf16")
 

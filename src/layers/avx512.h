@@ -30,10 +30,12 @@ rn_copy_or_zero(float *dst, const float *src, size_t n)
 
 #define RN_TARGET_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
-/* Round rows a and b (16 floats each, b NULL for zeros) to BF16 and
- * interleave them: lane pair t of the result is (a[t], b[t]), the operand
- * order of vdpbf16ps, which multiplies and sums such pairs. Rounds to
- * nearest even. */
+/* Round rows a and b (16 floats each) to BF16 and interleave them: lane
+ * pair t of the result is (a[t], b[t]), the operand order of vdpbf16ps,
+ * which multiplies and sums such pairs. Rounds to nearest even.
+ * NOTE: floats from about 3.4e38 up round to Inf, and vdpbf16ps flushes
+ * subnormal inputs to zero, so such extreme inputs can give NaN (Inf x 0)
+ * where the FP32 paths give a finite result. */
 static inline RN_TARGET_BF16 __attribute__((always_inline)) __m512bh
 rn_bf16_pairs(__m512 a, __m512 b)
 {

@@ -214,8 +214,8 @@ typedef struct rn_profile {
  * for its threads, which the passes do anyway. */
 void rn_plan_set_profile(rn_plan *plan, rn_profile *profile);
 
-/* The class of node i in a pass of `plan` (may be NULL: a training plan)
- * over mb images. A convolution's path depends on the batch, because
+/* Return the class of node i in a pass of `plan` (may be NULL: a training
+ * plan) over mb images. A convolution's path depends on the batch, because
  * Winograd needs enough tiles unless the plan keeps its weights. */
 rn_profile_class rn_node_profile_class(const rn_model *model, const rn_plan *plan, int i,
                                        int mb);
