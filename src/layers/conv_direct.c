@@ -321,7 +321,8 @@ typedef struct pass {
 
 static rn_wino_planes planes_of(const rn_conv_shape *s, const geometry *g, int vectors)
 {
-    rn_wino_planes p = {g->plane, g->wp, s->oh, s->ow, vectors};
+    (void)g;
+    rn_wino_planes p = {(size_t)s->oh * s->ow, s->oh, s->ow, vectors};
     return p;
 }
 
@@ -422,10 +423,13 @@ void rn_conv_direct_forward(float *dst, const float *src, const float *weights,
             zero_slack(padded, s->ic, &g);
 #pragma omp for schedule(static)
             for (int n = 0; n < s->mb; n++) {
-                pad_planes(padded, src + n * src_stride, s->ic, s->ih, s->iw, s->ph, s->pw,
-                           &g);
-                forward_image(dst + n * dst_stride, padded, &ps, s, &g, bias, 0,
-                              padded + per_image);
+                /* Winograd reads the image as it is. */
+                const float *x = src + n * src_stride;
+                if (!ps.wino) {
+                    pad_planes(padded, x, s->ic, s->ih, s->iw, s->ph, s->pw, &g);
+                    x = padded;
+                }
+                forward_image(dst + n * dst_stride, x, &ps, s, &g, bias, 0, padded + per_image);
                 if (post)
                     rn_conv_finish(dst, NULL, post, s, n, 0, s->oc);
             }
@@ -451,16 +455,20 @@ void rn_conv_direct_forward(float *dst, const float *src, const float *weights,
     int items = items_of(&ps, s, &g);
     zero_slack(images, s->ic, &g);
     for (int n = 0; n < s->mb; n++) {
+        const float *x = ps.wino ? src + n * src_stride : images;
 #pragma omp parallel
         {
             float *work = images + per_thread * omp_get_thread_num() + per_image;
+            if (!ps.wino) {
 #pragma omp for schedule(static)
-            for (int c = 0; c < s->ic; c++)
-                pad_planes(images + c * g.plane, src + n * src_stride + (size_t)c * s->ih * s->iw,
-                           1, s->ih, s->iw, s->ph, s->pw, &g);
+                for (int c = 0; c < s->ic; c++)
+                    pad_planes(images + c * g.plane,
+                               src + n * src_stride + (size_t)c * s->ih * s->iw, 1, s->ih, s->iw,
+                               s->ph, s->pw, &g);
+            }
 #pragma omp for schedule(static)
             for (int item = 0; item < items; item++)
-                forward_item(dst + n * dst_stride, images, &ps, s, &g, bias, 0, item, work);
+                forward_item(dst + n * dst_stride, x, &ps, s, &g, bias, 0, item, work);
             if (post) {
 #pragma omp for schedule(static)
                 for (int o = 0; o < s->oc; o++)
@@ -707,29 +715,37 @@ void rn_conv_direct_backward(float *diff_src, float *diff_weights,
 #pragma omp for schedule(static)
         for (int gi = 0; gi < groups; gi++) {
             int n0 = gi * group, count = s->mb - n0 < group ? s->mb - n0 : group;
-            const float *pads[RN_WINO_GROUP_MAX], *dyts[RN_WINO_GROUP_MAX];
+            const float *xs[RN_WINO_GROUP_MAX], *dyts[RN_WINO_GROUP_MAX];
             for (int j = 0; j < count; j++) {
                 int n = n0 + j;
                 const float *dy = diff_dst + n * dst_stride;
                 if (diff_weights) {
-                    float *xj = x_pad + j * sizes.x_pad_one, *dj = dyt + j * sizes.dyt_one;
-                    pad_planes(xj, src + n * src_stride, s->ic, s->ih, s->iw, s->ph, s->pw, &g);
-                    zero_slack(xj, s->ic, &g);
+                    float *dj = dyt + j * sizes.dyt_one;
                     transpose_gradient(dj, dy, s->oc, ocp, positions);
-                    pads[j] = xj;
                     dyts[j] = dj;
-                    if (!wino)
+                    if (wino) {
+                        xs[j] = src + n * src_stride; /* read as it is */
+                    } else {
+                        float *xj = x_pad + j * sizes.x_pad_one;
+                        pad_planes(xj, src + n * src_stride, s->ic, s->ih, s->iw, s->ph, s->pw,
+                                   &g);
+                        zero_slack(xj, s->ic, &g);
                         weight_gradient_image(dwt, xj, dj, s, &g);
+                    }
                 }
                 if (diff_src) {
-                    pad_planes(dy_pad, dy, s->oc, s->oh, s->ow, s->ph, s->pw, &g);
-                    zero_slack(dy_pad, s->oc, &g);
-                    forward_image(diff_src + n * src_stride, dy_pad, &ps, s, &g, NULL,
+                    const float *dy_in = dy;
+                    if (!ps.wino) {
+                        pad_planes(dy_pad, dy, s->oc, s->oh, s->ow, s->ph, s->pw, &g);
+                        zero_slack(dy_pad, s->oc, &g);
+                        dy_in = dy_pad;
+                    }
+                    forward_image(diff_src + n * src_stride, dy_in, &ps, s, &g, NULL,
                                   !overwrite, work);
                 }
             }
             if (diff_weights && wino)
-                rn_winograd_grad_images(dwt, pads, dyts, count, s->ic, s->oc, &planes,
+                rn_winograd_grad_images(dwt, xs, dyts, count, s->ic, s->oc, &planes,
                                         rn_conv_precision() == RN_PRECISION_BF16, work);
         }
         /* Sum the threads' transposed gradients, each thread a slice. */

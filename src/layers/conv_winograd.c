@@ -12,9 +12,11 @@
  * Tiles are numbered row by row over the image, and a block holds up to 48
  * of them, 16 to a vector. The input transform loads 16 tiles of a row at
  * once and deinterleaves their columns with permutes. Rows of 8 tiles or
- * fewer share a vector, up to 4 of them. The product keeps 8 output
- * channels x 48 tiles in 24 accumulators, like the direct kernel. Odd
- * planes get a last tile row and column half outside, clipped on output.
+ * fewer share a vector, up to 4 of them. The transform reads the planes
+ * as they are, masking its loads so that the padding reads as zero. The
+ * product keeps 8 output channels x 48 tiles in 24 accumulators, like the
+ * direct kernel. Odd planes get a last tile row and column half outside,
+ * clipped on output.
  *
  * Backward data is the same computation with the transposed, rotated
  * weights, as in conv_direct.c. The weight gradient follows from the same
@@ -29,6 +31,8 @@
  * it. Inputs near the float limit (about 1e38) can overflow where the
  * direct sum does not. */
 #include <immintrin.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +42,7 @@
 
 enum {
     E = 16,         /* elements of a 4x4 tile */
+    AHEAD = 2,      /* channels the input transform fetches ahead */
     MIN_TILES = 64, /* tiles in a batch below which the direct path is faster */
 };
 
@@ -192,19 +197,52 @@ size_t rn_winograd_block_numel(int cin)
 
 #define TARGET __attribute__((target("avx512f")))
 
-/* The 4 columns of 16 tiles in one padded row: d[j][t] = row[2 t + j]. */
+/* Lanes of a 16-float load from column x0 of a row that lie inside it,
+ * columns [0, w): the others read as the zero padding. */
+static inline TARGET __attribute__((always_inline)) __mmask16 inside(int x0, int w)
+{
+    int lo = x0 < 0 ? -x0 : 0, hi = w - x0;
+    return (__mmask16)(rn_first_lanes(hi > 0 ? hi : 0) & ~rn_first_lanes(lo));
+}
+
+/* The address `offset` floats from base, which may lie before the plane
+ * when only masked lanes reach it. */
+static inline __attribute__((always_inline)) const float *at(const float *base,
+                                                              ptrdiff_t offset)
+{
+    return (const float *)((uintptr_t)base + (uintptr_t)offset * sizeof(float));
+}
+
+/* The 4 columns of 16 tiles in one row from column x0 on, row NULL for a
+ * padding row: d[j][t] = row[x0 + 2 t + j], lanes outside m[] zero (m for
+ * the loads at x0, x0 + 16, x0 + 2 and x0 + 18). */
 static inline TARGET __attribute__((always_inline)) void
-load_row(__m512 d[4], const float *row)
+load_row(__m512 d[4], const float *row, int x0, const __mmask16 m[4])
 {
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
                                            28, 30);
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-    __m512 a = _mm512_loadu_ps(row), b = _mm512_loadu_ps(row + 16);
-    __m512 c = _mm512_loadu_ps(row + 2), e = _mm512_loadu_ps(row + 18);
+    if (!row) {
+        for (int j = 0; j < 4; j++)
+            d[j] = _mm512_setzero_ps();
+        return;
+    }
+    __m512 a = _mm512_maskz_loadu_ps(m[0], at(row, x0));
+    __m512 b = _mm512_maskz_loadu_ps(m[1], at(row, x0 + 16));
+    __m512 c = _mm512_maskz_loadu_ps(m[2], at(row, x0 + 2));
+    __m512 e = _mm512_maskz_loadu_ps(m[3], at(row, x0 + 18));
     d[0] = _mm512_permutex2var_ps(a, even, b);
     d[1] = _mm512_permutex2var_ps(a, odd, b);
     d[2] = _mm512_permutex2var_ps(c, even, e);
     d[3] = _mm512_permutex2var_ps(c, odd, e);
+}
+
+/* Row y of a plane of h rows, w floats each, or NULL for the padding rows
+ * above and below it. */
+static inline __attribute__((always_inline)) const float *plane_row(const float *x, int y,
+                                                                     int h, int w)
+{
+    return y >= 0 && y < h ? x + (size_t)y * w : NULL;
 }
 
 /* V = B^T d B for the 16 tiles of d; element e goes to v[e * stride]. */
@@ -226,23 +264,27 @@ transform_input(float *v, size_t stride, __m512 d[4][4], __mmask16 mask)
     }
 }
 
-/* V for up to 16 tiles of one tile row, the first tile's 4x4 input starting
- * at x in a padded plane. */
+/* V for up to 16 tiles of one tile row of a plane x (h x w): tile row ty
+ * from tile column tx on. */
 static inline TARGET __attribute__((always_inline)) void
-input_tiles(float *v, size_t stride, const float *x, int wp, __mmask16 mask)
+input_tiles(float *v, size_t stride, const float *x, int h, int w, int ty, int tx,
+            __mmask16 mask)
 {
+    int x0 = 2 * tx - 1;
+    const __mmask16 m[4] = {inside(x0, w), inside(x0 + 16, w), inside(x0 + 2, w),
+                            inside(x0 + 18, w)};
     __m512 d[4][4];
     for (int i = 0; i < 4; i++)
-        load_row(d[i], x + (size_t)i * wp);
+        load_row(d[i], plane_row(x, 2 * ty - 1 + i, h, w), x0, m);
     transform_input(v, stride, d, mask);
 }
 
 /* Permutes that put up to 4 tile rows of tw <= 8 tiles into one vector,
- * row after row. Each padded row is loaded as 16 floats from its start (and
- * from its start + 2, for the tiles' columns 2 and 3). even[0] takes the
- * even columns of a group's rows 0 and 1. even[1] takes those of rows 2 and
- * 3 into the lanes of `upper`. odd does the same for the odd columns. Lane 16 + k of a two-vector
- * permute is lane k of its second source. */
+ * row after row, from the 16 floats of each row that input_rows loads.
+ * even[0] takes the even columns of a group's rows 0 and 1. even[1] takes
+ * those of rows 2 and 3 into the lanes of `upper`. odd does the same for
+ * the odd columns. Lane 16 + k of a two-vector permute is lane k of its
+ * second source. */
 typedef struct row_group {
     __m512i even[2], odd[2];
     __mmask16 upper;
@@ -279,20 +321,22 @@ gather_rows(const __m512 r[4], __m512i low, __m512i high, const row_group *g)
     return v;
 }
 
-/* V for `rows` whole tile rows of tw <= 8 tiles, x at the first row's top
- * left corner in a padded plane. */
+/* V for `rows` whole tile rows of tw <= 8 tiles from tile row ty of a
+ * plane x (h x w, w <= 16). Each row is loaded from column -1 (the tiles'
+ * columns 0 and 1) and from column 1 (their columns 2 and 3). */
 static inline TARGET __attribute__((always_inline)) void
-input_rows(float *v, size_t stride, const float *x, int wp, int tw, int rows,
+input_rows(float *v, size_t stride, const float *x, int h, int w, int ty, int tw, int rows,
            const row_group *g)
 {
+    const __mmask16 left = inside(-1, w), right = inside(1, w);
     __m512 d[4][4];
     for (int i = 0; i < 4; i++) {
         __m512 r[4], shifted[4];
         for (int k = 0; k < 4; k++) {
             /* Rows past the group's end repeat row 0: their lanes are not stored. */
-            const float *row = x + (size_t)(2 * (k < rows ? k : 0) + i) * wp;
-            r[k] = _mm512_loadu_ps(row);
-            shifted[k] = _mm512_loadu_ps(row + 2);
+            const float *row = plane_row(x, 2 * (ty + (k < rows ? k : 0)) - 1 + i, h, w);
+            r[k] = row ? _mm512_maskz_loadu_ps(left, at(row, -1)) : _mm512_setzero_ps();
+            shifted[k] = row ? _mm512_maskz_loadu_ps(right, row + 1) : _mm512_setzero_ps();
         }
         d[i][0] = gather_rows(r, g->even[0], g->even[1], g);
         d[i][1] = gather_rows(r, g->odd[0], g->odd[1], g);
@@ -320,32 +364,48 @@ input_rows(float *v, size_t stride, const float *x, int wp, int tw, int rows,
 
 /* V (E, channels, row) of tiles [t0, t1) for channels [0, cin), `stride`
  * floats between elements and `row` between channels. */
-static TARGET void input_block(float *v, size_t stride, int row, const float *padded, int cin,
+static TARGET void input_block(float *v, size_t stride, int row, const float *src, int cin,
                                const rn_wino_planes *p, int t0, int t1)
 {
     int tw = (p->ow + 1) / 2;
+    /* The rows the block reads in each plane: fetched AHEAD channels ahead. */
+    int y0 = 2 * (t0 / tw) - 1, y1 = 2 * ((t1 - 1) / tw) + 3;
+    if (y0 < 0)
+        y0 = 0;
+    if (y1 > p->oh)
+        y1 = p->oh;
+    size_t start = (size_t)y0 * p->ow, lines = ((size_t)(y1 - y0) * p->ow + 15) / 16;
+#define FETCH_AHEAD(c)                                                                  \
+    do {                                                                                \
+        if ((c) + AHEAD < cin) {                                                        \
+            const char *ahead = (const char *)(src + ((c) + AHEAD) * p->plane + start); \
+            for (size_t l = 0; l < lines; l++)                                          \
+                _mm_prefetch(ahead + 64 * l, _MM_HINT_T0);                              \
+        }                                                                               \
+    } while (0)
     if (tw <= 8) {
         /* Blocks hold whole tile rows (block_tiles). */
         row_group g = group_of(tw);
         for (int c = 0; c < cin; c++) {
-            const float *x = padded + c * p->plane;
+            const float *x = src + c * p->plane;
             float *vc = v + (size_t)c * row - t0;
+            FETCH_AHEAD(c);
             for (int t = t0; t < t1; t += g.rows * tw) {
                 int rows = (t1 - t) / tw < g.rows ? (t1 - t) / tw : g.rows;
-                input_rows(vc + t, stride, x + (size_t)2 * (t / tw) * p->wp, p->wp, tw, rows,
-                           &g);
+                input_rows(vc + t, stride, x, p->oh, p->ow, t / tw, tw, rows, &g);
             }
         }
         return;
     }
     for (int c = 0; c < cin; c++) {
-        const float *x = padded + c * p->plane;
+        const float *x = src + c * p->plane;
         float *vc = v + (size_t)c * row - t0;
+        FETCH_AHEAD(c);
         FOR_TILE_RUNS(t0, t1, tw, {
-            input_tiles(vc + first, stride, x + (size_t)2 * ty * p->wp + 2 * tx, p->wp,
-                        rn_first_lanes(n));
+            input_tiles(vc + first, stride, x, p->oh, p->ow, ty, tx, rn_first_lanes(n));
         });
     }
+#undef FETCH_AHEAD
 }
 
 /* Write nb blocks of RN_WINO_OC rows of nv accumulator vectors into M,
@@ -506,7 +566,7 @@ output_rows(float *out, int ow, const float *m, size_t stride, int tw, int rows,
     }
 }
 
-TARGET void rn_winograd_block(float *dst, const float *padded, const float *u, int cin,
+TARGET void rn_winograd_block(float *dst, const float *src, const float *u, int cin,
                               int cout, const rn_wino_planes *p, const float *bias,
                               int accumulate, int block, int o0, int o1, int bf16,
                               float *scratch)
@@ -527,7 +587,7 @@ TARGET void rn_winograd_block(float *dst, const float *padded, const float *u, i
     int ob_end = (o1 + RN_WINO_OC - 1) / RN_WINO_OC;
     if (ob_end > blocks)
         ob_end = blocks;
-    input_block(v, v_stride, RN_WINO_TILES, padded, cin, p, t0, t1);
+    input_block(v, v_stride, RN_WINO_TILES, src, cin, p, t0, t1);
     if (bf16)
         for (int e = 0; e < E; e++)
             rn_bf16_pair_rows(v + e * v_stride, RN_WINO_TILES, cin, 16 * nv);
@@ -746,7 +806,7 @@ static TARGET void grad_product2(float *acc, int ocp, const float *v, int row, c
     grad_product(acc, ocp, v, row, d, n, 2);
 }
 
-TARGET void rn_winograd_grad_images(float *acc, const float *const *padded,
+TARGET void rn_winograd_grad_images(float *acc, const float *const *src,
                                     const float *const *dyt, int images, int cin, int cout,
                                     const rn_wino_planes *p, int bf16, float *scratch)
 {
@@ -766,7 +826,7 @@ TARGET void rn_winograd_grad_images(float *acc, const float *const *padded,
         int filled = 0; /* tiles in V and D so far */
         for (int j = 0; j < images; j++, filled += t1 - t0) {
             /* V laid out as in the forward pass, with cinp channels. */
-            input_block(v + filled, v_stride, cap, padded[j], cin, p, t0, t1);
+            input_block(v + filled, v_stride, cap, src[j], cin, p, t0, t1);
             for (int k = 0; k < ocp; k += 16) {
                 FOR_TILE_RUNS(t0, t1, tw, {
                     const float *row0 = dyt[j] + ((size_t)2 * ty * p->ow + 2 * tx) * ocp + k;
@@ -812,7 +872,7 @@ TARGET void rn_winograd_grad_images(float *acc, const float *const *padded,
 
 #else
 
-void rn_winograd_block(float *dst, const float *padded, const float *u, int cin,
+void rn_winograd_block(float *dst, const float *src, const float *u, int cin,
                               int cout, const rn_wino_planes *p, const float *bias,
                               int accumulate, int block, int o0, int o1, int bf16,
                               float *scratch)
@@ -820,7 +880,7 @@ void rn_winograd_block(float *dst, const float *padded, const float *u, int cin,
     RN_ASSERT(!"no Winograd convolution on this CPU");
 }
 
-void rn_winograd_grad_images(float *acc, const float *const *padded, const float *const *dyt,
+void rn_winograd_grad_images(float *acc, const float *const *src, const float *const *dyt,
                              int images, int cin, int cout, const rn_wino_planes *p, int bf16,
                              float *scratch)
 {

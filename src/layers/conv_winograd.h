@@ -1,7 +1,6 @@
-/* Winograd F(2x2, 3x3) convolution on zero-padded planes, for the 3x3,
- * stride 1, padding 1 convolutions, on CPUs with AVX-512
- * (conv_winograd.c). conv_direct.c owns the padded planes and the
- * scratch, and calls these where rn_winograd_suits(). */
+/* Winograd F(2x2, 3x3) convolution for the 3x3, stride 1, padding 1
+ * convolutions, on CPUs with AVX-512 (conv_winograd.c). conv_direct.c owns
+ * the scratch and calls these where rn_winograd_suits(). */
 #ifndef RN_LAYERS_CONV_WINOGRAD_H
 #define RN_LAYERS_CONV_WINOGRAD_H
 
@@ -15,12 +14,12 @@ enum {
     RN_WINO_GROUP_MAX = 16, /* images per weight-gradient call, at most */
 };
 
-/* Where the planes of one image are: channel c's padded plane starts at
- * c * plane, rows wp floats apart, with at least wp + 48 zeros after the
- * last plane. The output planes are oh x ow. */
+/* Where the planes of one image are: channel c's plane starts at
+ * c * plane, oh rows of ow floats, the size of the output planes. The
+ * padding is not stored: the transforms read zeros around each plane. */
 typedef struct rn_wino_planes {
     size_t plane;
-    int wp, oh, ow;
+    int oh, ow;
     int vectors; /* vectors of 16 tiles per forward block: 3, or 1 for finer blocks */
 } rn_wino_planes;
 
@@ -64,22 +63,22 @@ size_t rn_winograd_block_numel(int cin);
  * adding to it. o0 is a multiple of RN_WINO_OC. With bf16, u comes from
  * rn_winograd_weights_to_bf16 and the products take BF16 inputs with FP32
  * sums. */
-void rn_winograd_block(float *dst, const float *padded, const float *u, int cin, int cout,
+void rn_winograd_block(float *dst, const float *src, const float *u, int cin, int cout,
                        const rn_wino_planes *p, const float *bias, int accumulate, int block,
                        int o0, int o1, int bf16, float *scratch);
 
 /* Weight gradient (with bf16, from BF16 inputs with FP32 sums). The
  * threads add into per-thread accumulators of
  * rn_winograd_grad_numel() floats, zeroed by the caller. Each call sums
- * `images` images, at most rn_winograd_grad_group() of them: padded[j] are
- * their padded inputs and dyt[j] their output gradients transposed to
+ * `images` images, at most rn_winograd_grad_group() of them: src[j] are
+ * their inputs and dyt[j] their output gradients transposed to
  * (oh * ow, ocp), ocp = cout rounded up to 16, as conv_direct.c makes them.
  * rn_winograd_grad_finish() adds the sum of `count` accumulators, `stride`
  * floats apart, to diff_weights. */
 size_t rn_winograd_grad_numel(int cin, int cout);
 int rn_winograd_grad_group(const rn_wino_planes *p);
 size_t rn_winograd_grad_block_numel(int cin, int cout, const rn_wino_planes *p);
-void rn_winograd_grad_images(float *acc, const float *const *padded, const float *const *dyt,
+void rn_winograd_grad_images(float *acc, const float *const *src, const float *const *dyt,
                              int images, int cin, int cout, const rn_wino_planes *p, int bf16,
                              float *scratch);
 void rn_winograd_grad_finish(float *diff_weights, const float *acc, size_t stride, int count,
