@@ -95,51 +95,6 @@ size_t rn_winograd_weights_numel(int cout, int cin)
     return (size_t)E * round_up(cout, RN_WINO_OC) * cin;
 }
 
-/* U = G g G^T for one 3x3 kernel g, into u[e * stride]. */
-static void transform_kernel(float *u, size_t stride, const float g[9])
-{
-    float t[4][3]; /* G g */
-    for (int j = 0; j < 3; j++) {
-        float a = g[j], b = g[3 + j], c = g[6 + j];
-        t[0][j] = a;
-        t[1][j] = 0.5f * (a + b + c);
-        t[2][j] = 0.5f * (a - b + c);
-        t[3][j] = c;
-    }
-    for (int i = 0; i < 4; i++) {
-        float a = t[i][0], b = t[i][1], c = t[i][2];
-        u[(i * 4 + 0) * stride] = a;
-        u[(i * 4 + 1) * stride] = 0.5f * (a + b + c);
-        u[(i * 4 + 2) * stride] = 0.5f * (a - b + c);
-        u[(i * 4 + 3) * stride] = c;
-    }
-}
-
-/* Layout: u[e][ob][c][RN_WINO_OC] for output-channel blocks ob, so that a
- * block's 8 weights of one input channel are adjacent. The threads split
- * the (ob, c) pairs, and each pair writes 8 adjacent floats per element:
- * at batch 1 a scattered or serial transform of resnet18's 512-channel
- * weights costs more than the convolution. */
-void rn_winograd_transform_weights(float *u, const float *weights, int cout, int cin, int flip)
-{
-    int blocks = round_up(cout, RN_WINO_OC) / RN_WINO_OC;
-    size_t stride = (size_t)blocks * RN_WINO_OC * cin; /* between elements */
-    long pairs = (long)blocks * cin;
-#pragma omp parallel for schedule(static)
-    for (long pair = 0; pair < pairs; pair++) {
-        int ob = (int)(pair / cin), c = (int)(pair % cin);
-        float *dst = u + (size_t)pair * RN_WINO_OC;
-        for (int i = 0; i < RN_WINO_OC; i++) {
-            int o = ob * RN_WINO_OC + i;
-            float g[9] = {0};
-            for (int k = 0; o < cout && k < 9; k++)
-                g[k] = flip ? weights[((size_t)c * cout + o) * 9 + 8 - k]
-                            : weights[((size_t)o * cin + c) * 9 + k];
-            transform_kernel(dst + i, stride, g);
-        }
-    }
-}
-
 #if defined(__x86_64__) && defined(__GNUC__)
 /* Pairs of input channels within each block of RN_WINO_OC output channels:
  * channel rows 2q and 2q + 1 (RN_WINO_OC floats each) become RN_WINO_OC
@@ -196,6 +151,75 @@ size_t rn_winograd_block_numel(int cin)
 #if defined(__x86_64__) && defined(__GNUC__)
 
 #define TARGET __attribute__((target("avx512f")))
+
+/* U = G g G^T for 16 kernels g at once, lane by lane: g[k] holds tap k of
+ * each kernel. Element e goes to u[e * stride], in the lanes of `store`. */
+static inline TARGET __attribute__((always_inline)) void
+transform_kernels(float *u, size_t stride, const __m512 g[9], __mmask16 store)
+{
+    const __m512 half = _mm512_set1_ps(0.5f);
+    __m512 t[4][3]; /* G g */
+    for (int j = 0; j < 3; j++) {
+        __m512 a = g[j], b = g[3 + j], c = g[6 + j];
+        __m512 ac = _mm512_add_ps(a, c);
+        t[0][j] = a;
+        t[1][j] = _mm512_mul_ps(half, _mm512_add_ps(ac, b));
+        t[2][j] = _mm512_mul_ps(half, _mm512_sub_ps(ac, b));
+        t[3][j] = c;
+    }
+    for (int i = 0; i < 4; i++) { /* (G g) G^T */
+        __m512 a = t[i][0], b = t[i][1], c = t[i][2];
+        __m512 ac = _mm512_add_ps(a, c);
+        _mm512_mask_storeu_ps(u + (i * 4 + 0) * stride, store, a);
+        _mm512_mask_storeu_ps(u + (i * 4 + 1) * stride, store,
+                              _mm512_mul_ps(half, _mm512_add_ps(ac, b)));
+        _mm512_mask_storeu_ps(u + (i * 4 + 2) * stride, store,
+                              _mm512_mul_ps(half, _mm512_sub_ps(ac, b)));
+        _mm512_mask_storeu_ps(u + (i * 4 + 3) * stride, store, c);
+    }
+}
+
+/* Layout: u[e][ob][c][RN_WINO_OC] for output-channel blocks ob, so that a
+ * block's 8 weights of one input channel are adjacent. Each step
+ * transforms the 16 kernels of one block and two input channels, which
+ * are 16 adjacent floats of every element, gathering their taps. The
+ * threads split the steps: at batch 1 a serial transform of resnet18's
+ * 512-channel weights costs more than the convolution. */
+TARGET void rn_winograd_transform_weights(float *u, const float *weights, int cout, int cin,
+                                          int flip)
+{
+    int blocks = round_up(cout, RN_WINO_OC) / RN_WINO_OC;
+    int pairs = (cin + 1) / 2;
+    size_t stride = (size_t)blocks * RN_WINO_OC * cin; /* between elements */
+    long steps = (long)blocks * pairs;
+    /* Lane l is output channel l % 8 of the block and input channel l / 8
+     * of the pair. Tap k of kernel (o, c) is weights[(o cin + c) 9 + k], or
+     * with flip weights[(c cout + o) 9 + 8 - k]. */
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i o_lane = _mm512_and_si512(lane, _mm512_set1_epi32(RN_WINO_OC - 1));
+    const __m512i c_lane = _mm512_srli_epi32(lane, 3);
+#pragma omp parallel for schedule(static)
+    for (long step = 0; step < steps; step++) {
+        int ob = (int)(step / pairs), c = (int)(step % pairs) * 2;
+        __m512i o = _mm512_add_epi32(o_lane, _mm512_set1_epi32(ob * RN_WINO_OC));
+        __m512i ci = _mm512_add_epi32(c_lane, _mm512_set1_epi32(c));
+        __mmask16 store = c + 1 < cin ? 0xffff : 0x00ff;
+        __mmask16 valid = store & _mm512_cmplt_epi32_mask(o, _mm512_set1_epi32(cout));
+        __m512i first = flip ? _mm512_mullo_epi32(
+                                   _mm512_add_epi32(_mm512_mullo_epi32(ci, _mm512_set1_epi32(cout)), o),
+                                   _mm512_set1_epi32(9))
+                             : _mm512_mullo_epi32(
+                                   _mm512_add_epi32(_mm512_mullo_epi32(o, _mm512_set1_epi32(cin)), ci),
+                                   _mm512_set1_epi32(9));
+        __m512 g[9];
+        for (int k = 0; k < 9; k++) {
+            __m512i at_k = _mm512_add_epi32(first, _mm512_set1_epi32(flip ? 8 - k : k));
+            g[k] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, at_k, weights, 4);
+        }
+        transform_kernels(u + ((size_t)ob * cin + c) * RN_WINO_OC, stride, g, store);
+    }
+}
+
 
 /* Lanes of a 16-float load from column x0 of a row that lie inside it,
  * columns [0, w): the others read as the zero padding. */
@@ -871,6 +895,11 @@ TARGET void rn_winograd_grad_images(float *acc, const float *const *src,
 }
 
 #else
+
+void rn_winograd_transform_weights(float *u, const float *weights, int cout, int cin, int flip)
+{
+    RN_ASSERT(!"no Winograd convolution on this CPU");
+}
 
 void rn_winograd_block(float *dst, const float *src, const float *u, int cin,
                               int cout, const rn_wino_planes *p, const float *bias,
