@@ -152,7 +152,7 @@ size_t rn_winograd_block_numel(int cin)
 
 #define TARGET __attribute__((target("avx512f")))
 
-/* U = G g G^T for 16 kernels g at once, lane by lane: g[k] holds tap k of
+/* U = G g G^T for 16 kernels g at once, lane by lane: g[k] is tap k of
  * each kernel. Element e goes to u[e * stride], in the lanes of `store`. */
 static inline TARGET __attribute__((always_inline)) void
 transform_kernels(float *u, size_t stride, const __m512 g[9], __mmask16 store)
