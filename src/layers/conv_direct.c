@@ -79,6 +79,11 @@ static int suits_path(const rn_conv_shape *s, int winograd_off, int prepared)
     if (s->groups > 1 || s->sh != 1 || s->sw != 1 || s->kh != 2 * s->ph + 1 ||
         s->kw != 2 * s->pw + 1 || s->kh * s->kw == 1)
         return 0;
+    /* One input channel of a 3x3 kernel (a 1-channel stem) leaves 9 taps:
+     * conv_paths at batch 128, 28x28, 16 output channels gave im2col 126
+     * GFLOP/s forward, Winograd 75 and the direct kernel 55. */
+    if (s->ic * s->kh * s->kw < 16)
+        return 0;
     int wp = s->iw + 2 * s->pw;
     /* Tap offsets are ints: refuse padded images of 2^30 floats or more. */
     size_t planes = (size_t)(s->ic > s->oc ? s->ic : s->oc) * (s->ih + 2 * s->ph) * wp;
@@ -657,10 +662,14 @@ static void weight_gradient_image(float *dwt, const float *x_pad, const float *d
 /* Winograd's weight gradient keeps 16 cin x cout accumulators per thread
  * (16 MiB at 512 x 512). Summing several images per visit keeps them
  * affordable up to 512 x 512: on 7x7 planes, 218 GFLOP/s against im2col's
- * 155. Past that, im2col computes the weight gradient. */
+ * 155. Past that, im2col computes the weight gradient. Below 8 input
+ * channels the direct kernel's weight gradient is faster: at batch 128,
+ * 28x28, 16 output channels, 146 against 75 GFLOP/s at 2 input channels,
+ * 186 against 137 at 4, while at 8 Winograd leads, 257 against 197. */
 static int winograd_weights(const rn_conv_shape *s)
 {
-    return rn_winograd_enabled() && rn_winograd_suits(s) && (size_t)s->ic * s->oc <= 512 * 512;
+    return rn_winograd_enabled() && rn_winograd_suits(s) && s->ic >= 8 &&
+           (size_t)s->ic * s->oc <= 512 * 512;
 }
 
 int rn_conv_direct_weights_apply(const rn_conv_shape *s)

@@ -58,8 +58,11 @@ enum {
 static int suits(const rn_conv_shape *s)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-    return rn_cpu_avx512() && s->groups <= 1 && s->kw <= MAX_KW &&
-           s->oc >= ROWS;
+    /* Products fewer than 16 deep, as a 3x3 kernel over one channel,
+     * spend more on packing than on multiplying: 59 GFLOP/s against
+     * im2col's 110 at batch 128, 28x28, 16 output channels. */
+    return rn_cpu_avx512() && s->groups <= 1 && s->kw <= MAX_KW && s->oc >= ROWS &&
+           s->ic * s->kh * s->kw >= 16;
 #else
     (void)s;
     return 0;

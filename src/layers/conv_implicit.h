@@ -9,8 +9,9 @@
 #include "layers/layers.h"
 
 /* Whether rn_conv_implicit_forward takes the shape: no groups, kernels up to
- * 16 columns wide, at least 8 output channels, a CPU with AVX-512, and
- * RESNET_CONV not im2col. */
+ * 16 columns wide, at least 8 output channels, products at least 16 deep
+ * (input channels x kernel taps), a CPU with AVX-512, and RESNET_CONV not
+ * im2col. */
 int rn_conv_implicit_applies(const rn_conv_shape *s);
 
 /* Whether rn_conv_implicit_backward_data takes the shape: as above, and a
