@@ -361,6 +361,56 @@ TEST(conv2d_fast_paths_match_im2col)
     }
 }
 
+/* Winograd F(4x4, 3x3) against im2col, with 2x2 tiles per image (4 images
+ * to a vector, the last vector part full at 17 images) and 4x4 tiles (one
+ * image to a vector). The shapes include odd planes whose last tiles are
+ * half outside and channel counts that leave part of a register block. The
+ * prepared weights of an inference plan are checked too. */
+TEST(conv2d_winograd4_matches_im2col)
+{
+    if (!rn_cpu_avx512() || !rn_conv_direct_enabled() || !rn_winograd_enabled())
+        return;
+    rn_conv_shape shapes[] = {
+        {.mb = 17, .ic = 16, .ih = 7, .iw = 7, .oc = 24},
+        {.mb = 18, .ic = 20, .ih = 8, .iw = 8, .oc = 16},
+        {.mb = 5, .ic = 16, .ih = 14, .iw = 14, .oc = 17},
+        {.mb = 4, .ic = 24, .ih = 15, .iw = 15, .oc = 16},
+        {.mb = 7, .ic = 33, .ih = 16, .iw = 16, .oc = 40},
+        {.mb = 16, .ic = 8, .ih = 7, .iw = 7, .oc = 9},
+    };
+    for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
+        rn_conv_shape s = shapes[c];
+        s.kh = s.kw = 3;
+        s.sh = s.sw = 1;
+        s.ph = s.pw = 1;
+        rn_conv_shape_infer(&s);
+        CHECK_MSG(rn_winograd4_suits(&s), "shape %zu: F(4x4) does not take it", c);
+        struct conv_inputs in = conv_inputs(&s, 4242u + (uint32_t)c);
+        struct conv_run r = conv_run(&s, in.src, in.w, in.b, in.up, PATH_IM2COL);
+        struct conv_run d = conv_run(&s, in.src, in.w, in.b, in.up, PATH_WINOGRAD);
+        check_same("Winograd F(4x4)", "dst", d.dst, r.dst, in.n_dst);
+        check_same("Winograd F(4x4)", "diff_src", d.d_src, r.d_src, in.n_src);
+        check_same("Winograd F(4x4)", "diff_src (accumulated)", d.d_src_acc, r.d_src_acc,
+                   in.n_src);
+        check_same("Winograd F(4x4)", "diff_weights", d.d_w, r.d_w, in.n_w);
+
+        size_t numel = rn_conv2d_prepared_numel(&s);
+        CHECK_MSG(numel == rn_winograd4_weights_numel(s.oc, s.ic), "shape %zu: %zu prepared", c,
+                  numel);
+        float *prepared = rn_alloc_aligned(numel * 4), *dst = malloc(in.n_dst * 4);
+        float *scratch = rn_alloc_aligned(4 * rn_conv2d_scratch_numel(&s, rn_threads_get()));
+        rn_conv2d_prepare_weights(prepared, in.w, &s);
+        rn_conv2d_forward_prepared(dst, in.src, in.w, prepared, in.b, &s, scratch, NULL);
+        check_same("prepared Winograd F(4x4)", "dst", dst, r.dst, in.n_dst);
+        rn_free_aligned(prepared);
+        rn_free_aligned(scratch);
+        free(dst);
+        conv_run_free(&r);
+        conv_run_free(&d);
+        conv_inputs_free(&in);
+    }
+}
+
 /* Winograd with weights transformed once, as inference plans run it,
  * against im2col. It then takes planes with too few tiles to repay a
  * transform per call, where one image's single block splits its output

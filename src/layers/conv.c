@@ -314,13 +314,18 @@ size_t rn_conv2d_prepared_numel(const rn_conv_shape *s)
     if (!rn_conv_direct_applies_prepared(s) || !rn_winograd_enabled() ||
         !rn_winograd_suits_prepared(s))
         return 0;
+    if (rn_winograd4_suits(s))
+        return rn_winograd4_weights_numel(s->oc, s->ic);
     return rn_winograd_weights_numel(s->oc, s->ic);
 }
 
 void rn_conv2d_prepare_weights(float *prepared, const float *weights, const rn_conv_shape *s)
 {
     RN_ASSERT(rn_winograd_suits_prepared(s));
-    rn_winograd_transform_weights(prepared, weights, s->oc, s->ic, 0);
+    if (rn_winograd4_suits(s))
+        rn_winograd4_transform_weights(prepared, weights, s->oc, s->ic, 0);
+    else
+        rn_winograd_transform_weights(prepared, weights, s->oc, s->ic, 0);
 }
 
 void rn_conv2d_forward_post(float *dst, const float *src, const float *weights,

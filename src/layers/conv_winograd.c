@@ -24,6 +24,12 @@
  * There the output channels lie in the vectors, from the transposed output
  * gradient.
  *
+ * Planes of 2x2 or 4x4 tiles of 4x4 outputs (7x7 to 16x16) take F(4x4, 3x3)
+ * in the forward and data-gradient passes instead: 6x6 input tiles, 36
+ * products for 16 outputs where F(2x2) needs 64. Its vectors hold the tiles
+ * of whole images, 4 images of 2x2 tiles or one of 4x4, gathered with
+ * permutes from up to 8 tile rows.
+ *
  * NOTE: the transforms mix values that a direct convolution keeps apart.
  * An Inf in the input becomes NaN in the outputs of its tiles (Inf - Inf in
  * the transforms), where the direct sum gives Inf. A NaN or Inf reaches all
@@ -42,6 +48,7 @@
 
 enum {
     E = 16,         /* elements of a 4x4 tile */
+    E4 = 36,        /* elements of a 6x6 tile, F(4x4, 3x3) */
     AHEAD = 2,      /* channels the input transform fetches ahead */
     MIN_TILES = 64, /* tiles in a batch below which the direct path is faster */
 };
@@ -148,6 +155,56 @@ size_t rn_winograd_block_numel(int cin)
     return (size_t)E * (cin + RN_WINO_OC) * RN_WINO_TILES;
 }
 
+
+/* ---------------------------------------------- F(4x4, 3x3), small planes */
+
+/* Tiles along each side of a plane, 4x4 outputs each. */
+static int side4(const rn_wino_planes *p)
+{
+    return (p->ow + 3) / 4;
+}
+
+int rn_winograd4_suits(const rn_conv_shape *s)
+{
+    if (!rn_winograd_suits_prepared(s) || s->oh != s->ow)
+        return 0;
+    /* Square planes of 2x2 or 4x4 tiles, so that the tiles of whole images
+     * fill vectors. At least 3/4 of the outputs are kept: 7x7, 8x8 and
+     * 14x14 to 16x16. */
+    int side = (s->ow + 3) / 4, tiles = side * side;
+    if ((side != 2 && side != 4) || 4 * s->oh * s->ow < 3 * 16 * tiles)
+        return 0;
+    /* It wins even at 8 channels: 169 against F(2x2)'s 99 GFLOP/s forward
+     * at batch 128, 14x14, 8 -> 8 channels; 398 against 251 at 32. */
+    return s->ic >= 8 && s->oc >= 8 && (long)s->mb * tiles >= 64;
+}
+
+size_t rn_winograd4_weights_numel(int cout, int cin)
+{
+    return (size_t)E4 * round_up(cout, RN_WINO_OC) * cin;
+}
+
+size_t rn_winograd4_block_numel(int cin)
+{
+    /* V (E4, cin, tiles), then M (E4, 3 RN_WINO_OC, 16) or (E4, RN_WINO_OC, tiles). */
+    return (size_t)E4 * (cin + RN_WINO_OC) * RN_WINO_TILES;
+}
+
+int rn_winograd4_images(const rn_wino_planes *p, int mb, int threads)
+{
+    int per_vector = 16 / (side4(p) * side4(p));
+    /* Three vectors of tiles per block unless that splits the batch
+     * unevenly between the threads (more than 1/16 idle). */
+    for (int nv = 3; nv > 1; nv--) {
+        int images = per_vector * nv;
+        int blocks = (mb + images - 1) / images;
+        int rounds = (blocks + threads - 1) / threads;
+        if (16 * ((long)rounds * threads * images - mb) <= mb)
+            return images;
+    }
+    return per_vector;
+}
+
 #if defined(__x86_64__) && defined(__GNUC__)
 
 #define TARGET __attribute__((target("avx512f")))
@@ -179,14 +236,53 @@ transform_kernels(float *u, size_t stride, const __m512 g[9], __mmask16 store)
     }
 }
 
+/* The same for F(4x4, 3x3): U = G g G^T with G's rows (1/4, 0, 0),
+ * -(1, 1, 1)/6, -(1, -1, 1)/6, (1/24, 1/12, 1/6), (1/24, -1/12, 1/6) and
+ * (0, 0, 1), 36 elements. */
+static inline TARGET __attribute__((always_inline)) void
+transform_kernels4(float *u, size_t stride, const __m512 g[9], __mmask16 store)
+{
+    const __m512 quarter = _mm512_set1_ps(0.25f), sixth = _mm512_set1_ps(1.0f / 6.0f);
+    const __m512 twelfth = _mm512_set1_ps(1.0f / 12.0f), l24 = _mm512_set1_ps(1.0f / 24.0f);
+    __m512 t[6][3]; /* G g */
+    for (int j = 0; j < 3; j++) {
+        __m512 a = g[j], b = g[3 + j], c = g[6 + j];
+        __m512 ac = _mm512_add_ps(a, c);
+        __m512 outer = _mm512_fmadd_ps(l24, a, _mm512_mul_ps(sixth, c)); /* a/24 + c/6 */
+        __m512 middle = _mm512_mul_ps(twelfth, b);
+        t[0][j] = _mm512_mul_ps(quarter, a);
+        t[1][j] = _mm512_mul_ps(sixth, _mm512_sub_ps(_mm512_setzero_ps(), _mm512_add_ps(ac, b)));
+        t[2][j] = _mm512_mul_ps(sixth, _mm512_sub_ps(b, ac));
+        t[3][j] = _mm512_add_ps(outer, middle);
+        t[4][j] = _mm512_sub_ps(outer, middle);
+        t[5][j] = c;
+    }
+    for (int i = 0; i < 6; i++) { /* (G g) G^T */
+        __m512 a = t[i][0], b = t[i][1], c = t[i][2];
+        __m512 ac = _mm512_add_ps(a, c);
+        __m512 outer = _mm512_fmadd_ps(l24, a, _mm512_mul_ps(sixth, c));
+        __m512 middle = _mm512_mul_ps(twelfth, b);
+        __m512 row[6] = {
+            _mm512_mul_ps(quarter, a),
+            _mm512_mul_ps(sixth, _mm512_sub_ps(_mm512_setzero_ps(), _mm512_add_ps(ac, b))),
+            _mm512_mul_ps(sixth, _mm512_sub_ps(b, ac)),
+            _mm512_add_ps(outer, middle),
+            _mm512_sub_ps(outer, middle),
+            c,
+        };
+        for (int j = 0; j < 6; j++)
+            _mm512_mask_storeu_ps(u + (i * 6 + j) * stride, store, row[j]);
+    }
+}
+
 /* Layout: u[e][ob][c][RN_WINO_OC] for output-channel blocks ob, so that a
  * block's 8 weights of one input channel are adjacent. Each step
  * transforms the 16 kernels of one block and two input channels, which
  * are 16 adjacent floats of every element, gathering their taps. The
  * threads split the steps: at batch 1 a serial transform of resnet18's
  * 512-channel weights costs more than the convolution. */
-TARGET void rn_winograd_transform_weights(float *u, const float *weights, int cout, int cin,
-                                          int flip)
+static TARGET void transform_weights(float *u, const float *weights, int cout, int cin,
+                                     int flip, int f4)
 {
     int blocks = round_up(cout, RN_WINO_OC) / RN_WINO_OC;
     int pairs = (cin + 1) / 2;
@@ -216,8 +312,22 @@ TARGET void rn_winograd_transform_weights(float *u, const float *weights, int co
             __m512i at_k = _mm512_add_epi32(first, _mm512_set1_epi32(flip ? 8 - k : k));
             g[k] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, at_k, weights, 4);
         }
-        transform_kernels(u + ((size_t)ob * cin + c) * RN_WINO_OC, stride, g, store);
+        if (f4)
+            transform_kernels4(u + ((size_t)ob * cin + c) * RN_WINO_OC, stride, g, store);
+        else
+            transform_kernels(u + ((size_t)ob * cin + c) * RN_WINO_OC, stride, g, store);
     }
+}
+
+void rn_winograd_transform_weights(float *u, const float *weights, int cout, int cin, int flip)
+{
+    transform_weights(u, weights, cout, cin, flip, 0);
+}
+
+void rn_winograd4_transform_weights(float *u, const float *weights, int cout, int cin,
+                                    int flip)
+{
+    transform_weights(u, weights, cout, cin, flip, 1);
 }
 
 
@@ -519,6 +629,39 @@ PRODUCT(1, 2)
 PRODUCT(1, 3)
 #undef PRODUCT
 
+/* M[e] = U[e] V[e] for `elements` elements e, nb channel blocks from
+ * u_first and nv vectors of tiles (as product() describes). */
+static TARGET void block_products(float *m, size_t m_stride, int row, const float *u_first,
+                                  size_t u_block, size_t u_stride, const float *v,
+                                  size_t v_stride, int cin, int nv, int nb, int bf16,
+                                  int elements)
+{
+    for (int e = 0; e < elements; e++) {
+        float *me = m + e * m_stride;
+        const float *ue = u_first + e * u_stride, *ve = v + e * v_stride;
+        if (bf16 && nv == 3)
+            product_bf16_3_1(me, row, ue, u_block, ve, cin);
+        else if (bf16 && nv == 2)
+            product_bf16_2_1(me, row, ue, u_block, ve, cin);
+        else if (bf16 && nb == 3)
+            product_bf16_1_3(me, row, ue, u_block, ve, cin);
+        else if (bf16 && nb == 2)
+            product_bf16_1_2(me, row, ue, u_block, ve, cin);
+        else if (bf16)
+            product_bf16_1_1(me, row, ue, u_block, ve, cin);
+        else if (nv == 3)
+            product_3_1(me, row, ue, u_block, ve, cin);
+        else if (nv == 2)
+            product_2_1(me, row, ue, u_block, ve, cin);
+        else if (nb == 3)
+            product_1_3(me, row, ue, u_block, ve, cin);
+        else if (nb == 2)
+            product_1_2(me, row, ue, u_block, ve, cin);
+        else
+            product_1_1(me, row, ue, u_block, ve, cin);
+    }
+}
+
 /* Y = A^T M A + bias for the tiles of 16 lanes of M (element e at
  * m[e * stride]): y[i] is output row i of the tiles, the 2 columns of
  * each tile side by side, 32 floats in two vectors. */
@@ -617,31 +760,8 @@ TARGET void rn_winograd_block(float *dst, const float *src, const float *u, int 
             rn_bf16_pair_rows(v + e * v_stride, RN_WINO_TILES, cin, 16 * nv);
     for (int ob = o0 / RN_WINO_OC; ob < ob_end; ob += group) {
         int nb = ob_end - ob < group ? ob_end - ob : group;
-        const float *u_first = u + ob * u_block;
-        for (int e = 0; e < E; e++) {
-            float *me = m + e * m_stride;
-            const float *ue = u_first + e * u_stride, *ve = v + e * v_stride;
-            if (bf16 && nv == 3)
-                product_bf16_3_1(me, row, ue, u_block, ve, cin);
-            else if (bf16 && nv == 2)
-                product_bf16_2_1(me, row, ue, u_block, ve, cin);
-            else if (bf16 && nb == 3)
-                product_bf16_1_3(me, row, ue, u_block, ve, cin);
-            else if (bf16 && nb == 2)
-                product_bf16_1_2(me, row, ue, u_block, ve, cin);
-            else if (bf16)
-                product_bf16_1_1(me, row, ue, u_block, ve, cin);
-            else if (nv == 3)
-                product_3_1(me, row, ue, u_block, ve, cin);
-            else if (nv == 2)
-                product_2_1(me, row, ue, u_block, ve, cin);
-            else if (nb == 3)
-                product_1_3(me, row, ue, u_block, ve, cin);
-            else if (nb == 2)
-                product_1_2(me, row, ue, u_block, ve, cin);
-            else
-                product_1_1(me, row, ue, u_block, ve, cin);
-        }
+        block_products(m, m_stride, row, u + ob * u_block, u_block, u_stride, v, v_stride, cin,
+                       nv, nb, bf16, E);
         int rows = cout - ob * RN_WINO_OC;
         if (rows > nb * RN_WINO_OC)
             rows = nb * RN_WINO_OC;
@@ -666,6 +786,266 @@ TARGET void rn_winograd_block(float *dst, const float *src, const float *u, int 
                 output_tiles(plane + (size_t)2 * ty * p->ow + 2 * tx, p->ow, mi + first,
                              m_stride, n, cols, rows_left, b, accumulate);
             });
+        }
+    }
+}
+
+
+/* V = B^T d B along one direction of 6 vectors, B^T's rows (4, 0, -5, 0,
+ * 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0), (0, -2, -1, 2, 1, 0),
+ * (0, 2, -1, -2, 1, 0) and (0, 4, 0, -5, 0, 1). */
+static inline TARGET __attribute__((always_inline)) void
+input_transform6(__m512 o[6], const __m512 d[6])
+{
+    const __m512 two = _mm512_set1_ps(2.0f), four = _mm512_set1_ps(4.0f);
+    const __m512 five = _mm512_set1_ps(5.0f);
+    __m512 a = _mm512_fnmadd_ps(four, d[2], d[4]);   /* d4 - 4 d2 */
+    __m512 b = _mm512_fnmadd_ps(four, d[1], d[3]);   /* d3 - 4 d1 */
+    __m512 c = _mm512_sub_ps(d[4], d[2]);
+    __m512 e = _mm512_mul_ps(two, _mm512_sub_ps(d[3], d[1]));
+    o[0] = _mm512_fnmadd_ps(five, d[2], _mm512_fmadd_ps(four, d[0], d[4]));
+    o[1] = _mm512_add_ps(a, b);
+    o[2] = _mm512_sub_ps(a, b);
+    o[3] = _mm512_add_ps(c, e);
+    o[4] = _mm512_sub_ps(c, e);
+    o[5] = _mm512_fnmadd_ps(five, d[3], _mm512_fmadd_ps(four, d[1], d[5]));
+}
+
+/* Y = A^T M A along one direction: 6 vectors to 4, A^T's rows (1, 1, 1,
+ * 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1). */
+static inline TARGET __attribute__((always_inline)) void
+output_transform6(__m512 y[4], const __m512 m[6])
+{
+    __m512 a = _mm512_add_ps(m[1], m[2]), b = _mm512_sub_ps(m[1], m[2]);
+    __m512 c = _mm512_add_ps(m[3], m[4]), d = _mm512_sub_ps(m[3], m[4]);
+    y[0] = _mm512_add_ps(_mm512_add_ps(m[0], a), c);
+    y[1] = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), d, b);
+    y[2] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), c, a);
+    y[3] = _mm512_fmadd_ps(_mm512_set1_ps(8.0f), d, _mm512_add_ps(b, m[5]));
+}
+
+/* Where the lanes of one vector of a block come from. Lane l is tile
+ * l % side of source row l / side, and a source row is one tile row of
+ * one image: image[k], its 6 input rows from row top[k] on. */
+typedef struct lanes4 {
+    const float *image[8]; /* NULL past the block's images */
+    int top[8];
+    __m512i pick[6];  /* per column j: lane l's float in its source pair */
+    __mmask16 pair[4]; /* the lanes of each pair of source rows */
+} lanes4;
+
+/* Source rows of vector q of a block of `images` images from src. */
+static inline TARGET __attribute__((always_inline)) void
+lanes4_of(lanes4 *ln, const float *src, size_t src_image, int images, int q, const int side)
+{
+    int per = side * side, sources = 16 / side;
+    for (int k = 0; k < sources; k++) {
+        int t = q * 16 + k * side, n = t / per;
+        ln->image[k] = n < images ? src + n * src_image : NULL;
+        ln->top[k] = 4 * ((t % per) / side) - 1;
+    }
+    int pick[6][16];
+    for (int l = 0; l < 16; l++) {
+        int source = (l / side) % 2, tx = l % side;
+        for (int j = 0; j < 6; j++) {
+            /* Loads start at column -1, and with 4 tiles a row also at
+             * column 3, for columns 4 and 5 of the last tile. */
+            int col = 4 * tx + j - (side == 4 && j >= 4 ? 4 : 0);
+            pick[j][l] = 16 * source + col;
+        }
+    }
+    for (int j = 0; j < 6; j++)
+        ln->pick[j] = _mm512_loadu_si512(pick[j]);
+    for (int p = 0; p < sources / 2; p++)
+        ln->pair[p] = (__mmask16)(rn_first_lanes(2 * side * (p + 1)) &
+                                  ~rn_first_lanes(2 * side * p));
+}
+
+/* V for one vector of tiles and one channel (plane offset `plane` in each
+ * image), into v[e * stride], lanes `mask`. tmp holds 36 vectors. */
+static inline TARGET __attribute__((always_inline)) void
+input4_vector(float *v, size_t stride, const lanes4 *ln, size_t plane, int h, int w,
+              __mmask16 mask, float *tmp, const int side)
+{
+    const int sources = 16 / side;
+    const __mmask16 m0 = inside(-1, w), m1 = inside(3, w);
+    for (int r = 0; r < 6; r++) {
+        __m512 low[8], high[4], d[6], o[6];
+        for (int k = 0; k < sources; k++) {
+            int y = ln->top[k] + r;
+            const float *row = ln->image[k] && y >= 0 && y < h
+                                   ? ln->image[k] + plane + (size_t)y * w
+                                   : NULL;
+            low[k] = row ? _mm512_maskz_loadu_ps(m0, at(row, -1)) : _mm512_setzero_ps();
+            if (side == 4)
+                high[k] = row ? _mm512_maskz_loadu_ps(m1, row + 3) : _mm512_setzero_ps();
+        }
+        for (int j = 0; j < 6; j++) {
+            const __m512 *from = side == 4 && j >= 4 ? high : low;
+            __m512 x = _mm512_permutex2var_ps(from[0], ln->pick[j], from[1]);
+            for (int p = 1; p < sources / 2; p++)
+                x = _mm512_mask_mov_ps(x, ln->pair[p],
+                                       _mm512_permutex2var_ps(from[2 * p], ln->pick[j],
+                                                              from[2 * p + 1]));
+            d[j] = x;
+        }
+        input_transform6(o, d); /* along the row */
+        for (int j = 0; j < 6; j++)
+            _mm512_store_ps(tmp + (r * 6 + j) * 16, o[j]);
+    }
+    for (int j = 0; j < 6; j++) { /* down the columns */
+        __m512 d[6], o[6];
+        for (int r = 0; r < 6; r++)
+            d[r] = _mm512_load_ps(tmp + (r * 6 + j) * 16);
+        input_transform6(o, d);
+        for (int i = 0; i < 6; i++)
+            _mm512_mask_storeu_ps(v + (i * 6 + j) * stride, mask, o[i]);
+    }
+}
+
+static TARGET void input4_block(float *v, size_t stride, const float *src, size_t src_image,
+                                int images, int cin, const rn_wino_planes *p, int nv,
+                                const int side)
+{
+    float tmp[E4 * 16] __attribute__((aligned(64)));
+    int tiles = images * side * side;
+    for (int q = 0; q < nv; q++) {
+        lanes4 ln;
+        lanes4_of(&ln, src, src_image, images, q, side);
+        __mmask16 mask = rn_first_lanes(tiles - 16 * q);
+        for (int c = 0; c < cin; c++)
+            input4_vector(v + (size_t)c * RN_WINO_TILES + 16 * q, stride, &ln,
+                          (size_t)c * p->plane, p->oh, p->ow, mask, tmp, side);
+    }
+}
+
+static TARGET void input4_block2(float *v, size_t stride, const float *src, size_t src_image,
+                                 int images, int cin, const rn_wino_planes *p, int nv)
+{
+    input4_block(v, stride, src, src_image, images, cin, p, nv, 2);
+}
+
+static TARGET void input4_block4(float *v, size_t stride, const float *src, size_t src_image,
+                                 int images, int cin, const rn_wino_planes *p, int nv)
+{
+    input4_block(v, stride, src, src_image, images, cin, p, nv, 4);
+}
+
+/* Y = A^T M A + bias for one vector of tiles of one output channel: y[i][c]
+ * is column c of output row i of every lane's tile. */
+static inline TARGET __attribute__((always_inline)) void
+output4_tiles(__m512 y[4][4], const float *m, size_t stride, float bias)
+{
+    __m512 s[4][6];
+    for (int j = 0; j < 6; j++) { /* down the columns */
+        __m512 x[6], t[4];
+        for (int r = 0; r < 6; r++)
+            x[r] = _mm512_loadu_ps(m + (r * 6 + j) * stride);
+        output_transform6(t, x);
+        for (int i = 0; i < 4; i++)
+            s[i][j] = t[i];
+    }
+    const __m512 b = _mm512_set1_ps(bias);
+    for (int i = 0; i < 4; i++) { /* along the rows */
+        output_transform6(y[i], s[i]);
+        for (int c = 0; c < 4; c++)
+            y[i][c] = _mm512_add_ps(y[i][c], b);
+    }
+}
+
+/* Output rows from the tiles of one vector: with 4x4 tiles a vector is one
+ * image and row i of tile row ty is lanes 4 ty to 4 ty + 3; with 2x2 tiles
+ * it is 4 images, image k's tile row ty in lanes 4 k + 2 ty and
+ * 4 k + 2 ty + 1. A row of tiles is built from the 4 columns' vectors with
+ * two permutes: columns 0 and 1, then 2 and 3. */
+static inline TARGET __attribute__((always_inline)) void
+output4_vector(float *dst, size_t dst_image, int images, const float *m, size_t stride,
+               int oh, int ow, float bias, int accumulate, const int side)
+{
+    __m512 y[4][4];
+    output4_tiles(y, m, stride, bias);
+    const __mmask16 cols = rn_first_lanes(ow);
+    /* A vector of 16 output floats: lane L is column L % 4 of a tile. */
+    if (side == 4) {
+        for (int ty = 0; ty < 4; ty++) {
+            int idx[16];
+            for (int L = 0; L < 16; L++)
+                idx[L] = (L % 2) * 16 + 4 * ty + L / 4; /* column L % 4, tile L / 4 */
+            __m512i pick = _mm512_loadu_si512(idx);
+            for (int i = 0; i < 4 && 4 * ty + i < oh; i++) {
+                __m512 low = _mm512_permutex2var_ps(y[i][0], pick, y[i][1]);
+                __m512 high = _mm512_permutex2var_ps(y[i][2], pick, y[i][3]);
+                __m512 row = _mm512_mask_mov_ps(low, (__mmask16)0xcccc, high);
+                store_lanes(dst + (size_t)(4 * ty + i) * ow, cols, row, accumulate);
+            }
+        }
+        return;
+    }
+    /* 2x2 tiles: lanes 0-7 are tile row 0 (2 tiles of 4 columns), lanes 8-15
+     * tile row 1, stored 4 rows further down. */
+    for (int k = 0; k < 4 && k < images; k++) {
+        int idx[16];
+        for (int L = 0; L < 16; L++) {
+            int ty = L / 8, tx = (L % 8) / 4;
+            idx[L] = (L % 2) * 16 + 4 * k + 2 * ty + tx; /* column L % 4 */
+        }
+        __m512i pick = _mm512_loadu_si512(idx);
+        float *image = dst + k * dst_image;
+        for (int i = 0; i < 4; i++) {
+            __m512 low = _mm512_permutex2var_ps(y[i][0], pick, y[i][1]);
+            __m512 high = _mm512_permutex2var_ps(y[i][2], pick, y[i][3]);
+            __m512 rows = _mm512_mask_mov_ps(low, (__mmask16)0xcccc, high);
+            if (i < oh)
+                store_lanes(image + (size_t)i * ow, cols, rows, accumulate);
+            if (4 + i < oh)
+                store_lanes(image + (size_t)(4 + i) * ow, cols,
+                            _mm512_shuffle_f32x4(rows, rows, 0xee), accumulate);
+        }
+    }
+}
+
+TARGET void rn_winograd4_block(float *dst, size_t dst_image, const float *src,
+                               size_t src_image, int images, const float *u, int cin,
+                               int cout, const rn_wino_planes *p, const float *bias,
+                               int accumulate, float *scratch)
+{
+    int side = side4(p), per = side * side;
+    int tiles = images * per, nv = (tiles + 15) / 16;
+    RN_ASSERT(nv <= 3);
+    float *v = scratch, *m = scratch + (size_t)E4 * cin * RN_WINO_TILES;
+    size_t v_stride = (size_t)cin * RN_WINO_TILES;
+    size_t m_stride = (size_t)RN_WINO_OC * RN_WINO_TILES;
+    int blocks = round_up(cout, RN_WINO_OC) / RN_WINO_OC;
+    size_t u_block = (size_t)cin * RN_WINO_OC;
+    size_t u_stride = (size_t)blocks * u_block;
+    int group = nv == 1 ? 3 : 1, row = nv == 1 ? 16 : RN_WINO_TILES;
+
+    if (side == 4)
+        input4_block4(v, v_stride, src, src_image, images, cin, p, nv);
+    else
+        input4_block2(v, v_stride, src, src_image, images, cin, p, nv);
+    int per_vector = 16 / per;
+    for (int ob = 0; ob < blocks; ob += group) {
+        int nb = blocks - ob < group ? blocks - ob : group;
+        block_products(m, m_stride, row, u + ob * u_block, u_block, u_stride, v, v_stride, cin,
+                       nv, nb, 0, E4);
+        int rows = cout - ob * RN_WINO_OC;
+        if (rows > nb * RN_WINO_OC)
+            rows = nb * RN_WINO_OC;
+        for (int i = 0; i < rows; i++) {
+            int o = ob * RN_WINO_OC + i;
+            float b = bias ? bias[o] : 0.0f;
+            for (int q = 0; q < nv; q++) {
+                int first = q * per_vector; /* the vector's first image */
+                float *out = dst + first * dst_image + (size_t)o * p->oh * p->ow;
+                const float *mq = m + i * row + 16 * q;
+                if (side == 4)
+                    output4_vector(out, dst_image, images - first, mq, m_stride, p->oh, p->ow,
+                                   b, accumulate, 4);
+                else
+                    output4_vector(out, dst_image, images - first, mq, m_stride, p->oh, p->ow,
+                                   b, accumulate, 2);
+            }
         }
     }
 }
@@ -896,7 +1276,21 @@ TARGET void rn_winograd_grad_images(float *acc, const float *const *src,
 
 #else
 
+void rn_winograd4_block(float *dst, size_t dst_image, const float *src, size_t src_image,
+                        int images, const float *u, int cin, int cout,
+                        const rn_wino_planes *p, const float *bias, int accumulate,
+                        float *scratch)
+{
+    RN_ASSERT(!"no Winograd convolution on this CPU");
+}
+
 void rn_winograd_transform_weights(float *u, const float *weights, int cout, int cin, int flip)
+{
+    RN_ASSERT(!"no Winograd convolution on this CPU");
+}
+
+void rn_winograd4_transform_weights(float *u, const float *weights, int cout, int cin,
+                                    int flip)
 {
     RN_ASSERT(!"no Winograd convolution on this CPU");
 }

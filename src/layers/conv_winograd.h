@@ -1,6 +1,6 @@
-/* Winograd F(2x2, 3x3) convolution for the 3x3, stride 1, padding 1
- * convolutions, on CPUs with AVX-512 (conv_winograd.c). conv_direct.c owns
- * the scratch and calls these where rn_winograd_suits(). */
+/* Winograd F(2x2, 3x3) and F(4x4, 3x3) convolution for the 3x3, stride 1,
+ * padding 1 convolutions, on CPUs with AVX-512 (conv_winograd.c).
+ * conv_direct.c owns the scratch and calls these where rn_winograd_suits(). */
 #ifndef RN_LAYERS_CONV_WINOGRAD_H
 #define RN_LAYERS_CONV_WINOGRAD_H
 
@@ -66,6 +66,29 @@ size_t rn_winograd_block_numel(int cin);
 void rn_winograd_block(float *dst, const float *src, const float *u, int cin, int cout,
                        const rn_wino_planes *p, const float *bias, int accumulate, int block,
                        int o0, int o1, int bf16, float *scratch);
+
+/* F(4x4, 3x3) for square planes of 4 or 16 tiles (7x7, 8x8, 14x14 to
+ * 16x16) with at least 8 channels in and out, and a batch that fills 4
+ * vectors of tiles: fewer products than F(2x2), dearer transforms. Its
+ * blocks are whole images, the tiles of several images sharing vectors.
+ * FP32 only: conv_direct.c keeps F(2x2) for --precision bf16. */
+int rn_winograd4_suits(const rn_conv_shape *s);
+size_t rn_winograd4_weights_numel(int cout, int cin);
+void rn_winograd4_transform_weights(float *u, const float *weights, int cout, int cin,
+                                    int flip);
+size_t rn_winograd4_block_numel(int cin);
+
+/* Images per block for a batch of mb images on `threads` threads. */
+int rn_winograd4_images(const rn_wino_planes *p, int mb, int threads);
+
+/* `images` images: dst (cout, oh, ow) from src (cin, oh, ow), each the
+ * next image's planes dst_image and src_image floats on, plus bias (may
+ * be NULL), replacing dst or adding to it. At most
+ * rn_winograd4_images(p, images, 1) images. */
+void rn_winograd4_block(float *dst, size_t dst_image, const float *src, size_t src_image,
+                        int images, const float *u, int cin, int cout,
+                        const rn_wino_planes *p, const float *bias, int accumulate,
+                        float *scratch);
 
 /* Weight gradient (with bf16, from BF16 inputs with FP32 sums). The
  * threads add into per-thread accumulators of
