@@ -361,11 +361,13 @@ TEST(conv2d_fast_paths_match_im2col)
     }
 }
 
-/* Winograd F(4x4, 3x3) against im2col, with 2x2 tiles per image (4 images
- * to a vector, the last vector part full at 17 images) and 4x4 tiles (one
- * image to a vector). The shapes include odd planes whose last tiles are
- * half outside and channel counts that leave part of a register block. The
- * prepared weights of an inference plan are checked too. */
+/* Winograd F(4x4, 3x3) against im2col on every row length, 2 to 7 tiles.
+ * A vector holds 8 tile rows (4 images of 2x2 tiles, the last vector part
+ * full at 17 images) down to 2 (rows of 7 tiles, read as two loads). The shapes
+ * include odd and non-square planes whose last tiles are half outside,
+ * blocks whose rows span images, and channel counts that leave part of a
+ * register block. The prepared weights of an inference plan are checked
+ * too. */
 TEST(conv2d_winograd4_matches_im2col)
 {
     if (!rn_cpu_avx512() || !rn_conv_direct_enabled() || !rn_winograd_enabled())
@@ -377,6 +379,13 @@ TEST(conv2d_winograd4_matches_im2col)
         {.mb = 4, .ic = 24, .ih = 15, .iw = 15, .oc = 16},
         {.mb = 7, .ic = 33, .ih = 16, .iw = 16, .oc = 40},
         {.mb = 16, .ic = 8, .ih = 7, .iw = 7, .oc = 9},
+        {.mb = 9, .ic = 16, .ih = 12, .iw = 12, .oc = 16},
+        {.mb = 3, .ic = 16, .ih = 20, .iw = 19, .oc = 24},
+        {.mb = 2, .ic = 17, .ih = 24, .iw = 24, .oc = 16},
+        {.mb = 3, .ic = 16, .ih = 28, .iw = 28, .oc = 16},
+        {.mb = 2, .ic = 8, .ih = 27, .iw = 27, .oc = 12},
+        {.mb = 8, .ic = 8, .ih = 7, .iw = 14, .oc = 8},
+        {.mb = 16, .ic = 8, .ih = 14, .iw = 7, .oc = 8},
     };
     for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
         rn_conv_shape s = shapes[c];

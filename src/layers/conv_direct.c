@@ -419,25 +419,32 @@ static size_t forward_work_numel(const rn_conv_shape *s)
     return rn_winograd_suits_prepared(s) ? rn_winograd_block_numel(s->ic) : 0;
 }
 
-/* Blocks of whole images for Winograd F(4x4): dst from src, images
- * [0, mb), the threads splitting the blocks; work_at(t) is thread t's work
- * area. */
+/* Winograd F(4x4) over the batch, dst from src. The threads split the
+ * blocks of tile rows, thread t working at work + t * work_stride. */
 static void wino4_images(float *dst, size_t dst_image, const float *src, size_t src_image,
                          const pass *ps, const rn_conv_shape *s, const float *bias,
                          int accumulate, float *work, size_t work_stride,
                          const rn_conv_post *post)
 {
     rn_wino_planes p = {(size_t)s->oh * s->ow, s->oh, s->ow, 3};
-    int images = rn_winograd4_images(&p, s->mb, omp_get_max_threads());
-    int blocks = (s->mb + images - 1) / images;
-#pragma omp parallel for schedule(static)
-    for (int b = 0; b < blocks; b++) {
-        int n0 = b * images, count = s->mb - n0 < images ? s->mb - n0 : images;
-        rn_winograd4_block(dst + n0 * dst_image, dst_image, src + n0 * src_image, src_image,
-                           count, ps->weights, ps->cin, ps->cout, &p, bias, accumulate,
-                           work + work_stride * omp_get_thread_num());
-        for (int j = 0; post && j < count; j++)
-            rn_conv_finish(dst, NULL, post, s, n0 + j, 0, s->oc);
+    long rows = (long)s->mb * ((s->oh + 3) / 4);
+    int per_block = rn_winograd4_block_rows(&p, s->mb, omp_get_max_threads());
+    long blocks = (rows + per_block - 1) / per_block;
+#pragma omp parallel
+    {
+#pragma omp for schedule(static)
+        for (long b = 0; b < blocks; b++) {
+            long r0 = b * per_block, r1 = r0 + per_block < rows ? r0 + per_block : rows;
+            rn_winograd4_block(dst, dst_image, src, src_image, r0, r1, ps->weights, ps->cin,
+                               ps->cout, &p, bias, accumulate,
+                               work + work_stride * omp_get_thread_num());
+        }
+        /* An image's rows may come from two blocks: finish after all. */
+        if (post) {
+#pragma omp for schedule(static)
+            for (int n = 0; n < s->mb; n++)
+                rn_conv_finish(dst, NULL, post, s, n, 0, s->oc);
+        }
     }
 }
 
@@ -813,8 +820,8 @@ void rn_conv_direct_backward(float *diff_src, float *diff_weights,
     if (diff_weights && wino)
         rn_winograd_grad_finish(diff_weights, threads_base + dwt_offset, per_thread, team, s->ic,
                                 s->oc);
-    /* F(4x4)'s data gradient takes blocks of whole images, apart from the
-     * weight gradient's groups. */
+    /* F(4x4)'s data gradient runs over blocks of tile rows, apart from the
+     * weight gradient's groups of images. */
     if (diff_src && ps.wino4)
         wino4_images(diff_src, src_stride, diff_dst, dst_stride, &ps, s, NULL, !overwrite,
                      threads_base + dwt_offset + sizes.dwt, per_thread, NULL);

@@ -24,11 +24,10 @@
  * There the output channels lie in the vectors, from the transposed output
  * gradient.
  *
- * Planes of 2x2 or 4x4 tiles of 4x4 outputs (7x7 to 16x16) take F(4x4, 3x3)
- * in the forward and data-gradient passes instead: 6x6 input tiles, 36
- * products for 16 outputs where F(2x2) needs 64. Its vectors hold the tiles
- * of whole images, 4 images of 2x2 tiles or one of 4x4, gathered with
- * permutes from up to 8 tile rows.
+ * Planes up to 28 wide take F(4x4, 3x3) in the forward and data-gradient
+ * passes instead: 6x6 input tiles, 36 products for 16 outputs where F(2x2)
+ * needs 64. Its vectors hold whole rows of tiles, 8 rows of 2 tiles down to
+ * 2 rows of 7, from one image or more, gathered with permutes.
  *
  * NOTE: the transforms mix values that a direct convolution keeps apart.
  * An Inf in the input becomes NaN in the outputs of its tiles (Inf - Inf in
@@ -158,25 +157,37 @@ size_t rn_winograd_block_numel(int cin)
 
 /* ---------------------------------------------- F(4x4, 3x3), small planes */
 
-/* Tiles along each side of a plane, 4x4 outputs each. */
-static int side4(const rn_wino_planes *p)
+/* Tiles along a row and down a column of a plane, 4x4 outputs each. */
+static int across4(const rn_wino_planes *p)
 {
     return (p->ow + 3) / 4;
 }
 
+static int down4(const rn_wino_planes *p)
+{
+    return (p->oh + 3) / 4;
+}
+
+/* Tile rows per vector: the whole rows that fit in 16 lanes, at most 8. */
+static int rows_per_vector(int across)
+{
+    return 16 / across < 8 ? 16 / across : 8;
+}
+
 int rn_winograd4_suits(const rn_conv_shape *s)
 {
-    if (!rn_winograd_suits_prepared(s) || s->oh != s->ow)
+    if (!rn_winograd_suits_prepared(s))
         return 0;
-    /* Square planes of 2x2 or 4x4 tiles, so that the tiles of whole images
-     * fill vectors. At least 3/4 of the outputs are kept: 7x7, 8x8 and
-     * 14x14 to 16x16. */
-    int side = (s->ow + 3) / 4, tiles = side * side;
-    if ((side != 2 && side != 4) || 4 * s->oh * s->ow < 3 * 16 * tiles)
+    /* Rows of up to 7 tiles, whose 31 input columns two vectors hold. At
+     * least 3/4 of the computed outputs are kept and at least 3/4 of the
+     * lanes used: square planes of 7, 8, 11, 12, 14 to 16 and 18 to 28. */
+    int across = (s->ow + 3) / 4, down = (s->oh + 3) / 4;
+    if (across > 7 || 4 * s->oh * s->ow < 3 * 16 * across * down ||
+        4 * rows_per_vector(across) * across < 3 * 16)
         return 0;
     /* It wins even at 8 channels: 169 against F(2x2)'s 99 GFLOP/s forward
      * at batch 128, 14x14, 8 -> 8 channels; 398 against 251 at 32. */
-    return s->ic >= 8 && s->oc >= 8 && (long)s->mb * tiles >= 64;
+    return s->ic >= 8 && s->oc >= 8 && (long)s->mb * across * down >= 64;
 }
 
 size_t rn_winograd4_weights_numel(int cout, int cin)
@@ -190,17 +201,18 @@ size_t rn_winograd4_block_numel(int cin)
     return (size_t)E4 * (cin + RN_WINO_OC) * RN_WINO_TILES;
 }
 
-int rn_winograd4_images(const rn_wino_planes *p, int mb, int threads)
+int rn_winograd4_block_rows(const rn_wino_planes *p, int mb, int threads)
 {
-    int per_vector = 16 / (side4(p) * side4(p));
-    /* Three vectors of tiles per block unless that splits the batch
+    int per_vector = rows_per_vector(across4(p));
+    long rows = (long)mb * down4(p);
+    /* Three vectors of tiles per block unless that splits the tile rows
      * unevenly between the threads (more than 1/16 idle). */
     for (int nv = 3; nv > 1; nv--) {
-        int images = per_vector * nv;
-        int blocks = (mb + images - 1) / images;
-        int rounds = (blocks + threads - 1) / threads;
-        if (16 * ((long)rounds * threads * images - mb) <= mb)
-            return images;
+        long block = (long)per_vector * nv;
+        long blocks = (rows + block - 1) / block;
+        long rounds = (blocks + threads - 1) / threads;
+        if (16 * (rounds * threads * block - rows) <= rows)
+            return (int)block;
     }
     return per_vector;
 }
@@ -824,69 +836,93 @@ output_transform6(__m512 y[4], const __m512 m[6])
     y[3] = _mm512_fmadd_ps(_mm512_set1_ps(8.0f), d, _mm512_add_ps(b, m[5]));
 }
 
-/* Where the lanes of one vector of a block come from. Lane l is tile
- * l % side of source row l / side, and a source row is one tile row of
- * one image: image[k], its 6 input rows from row top[k] on. */
+/* Where the lanes of one vector come from: lane l is tile l % across of
+ * source row l / across, and source row k is one tile row of one image,
+ * image[k] (NULL past the block), its 6 input rows from row top[k] on. */
 typedef struct lanes4 {
-    const float *image[8]; /* NULL past the block's images */
+    const float *image[8];
     int top[8];
-    __m512i pick[6];  /* per column j: lane l's float in its source pair */
-    __mmask16 pair[4]; /* the lanes of each pair of source rows */
+    __m512i pick[6];   /* per column j: lane l's float in its loads */
+    __mmask16 part[8]; /* the lanes that each permute fills */
 } lanes4;
 
-/* Source rows of vector q of a block of `images` images from src. */
-static inline TARGET __attribute__((always_inline)) void
-lanes4_of(lanes4 *ln, const float *src, size_t src_image, int images, int q, const int side)
+/* How a vector gathers its columns. Rows of up to 3 tiles need 13 floats,
+ * loaded from column -1, so one permute takes two rows. Rows of 4 tiles
+ * load from column -1 for the tiles' columns 0 to 3 and from column 3 for
+ * columns 4 and 5, again two rows a permute. Rows of 5 to 7 tiles load 32
+ * floats from column -1, one row a permute. */
+enum { PAIRS, PAIRS_SPLIT, WIDE };
+
+static inline int gather_mode(int across)
 {
-    int per = side * side, sources = 16 / side;
-    for (int k = 0; k < sources; k++) {
-        int t = q * 16 + k * side, n = t / per;
-        ln->image[k] = n < images ? src + n * src_image : NULL;
-        ln->top[k] = 4 * ((t % per) / side) - 1;
+    return across <= 3 ? PAIRS : across == 4 ? PAIRS_SPLIT : WIDE;
+}
+
+/* Source rows of the vector holding the batch's tile rows [r, r + n) of
+ * planes with `down` tile rows per image. */
+static inline TARGET __attribute__((always_inline)) void
+lanes4_of(lanes4 *ln, const float *src, size_t src_image, long r, int n, int down,
+          const int across)
+{
+    const int mode = gather_mode(across), rows = rows_per_vector(across);
+    for (int k = 0; k < rows; k++) {
+        long row = r + k;
+        ln->image[k] = k < n ? src + (row / down) * src_image : NULL;
+        ln->top[k] = 4 * (int)(row % down) - 1;
     }
-    int pick[6][16];
-    for (int l = 0; l < 16; l++) {
-        int source = (l / side) % 2, tx = l % side;
+    int pick[6][16] = {{0}};
+    for (int l = 0; l < rows * across; l++) {
+        int k = l / across, tx = l % across;
         for (int j = 0; j < 6; j++) {
-            /* Loads start at column -1, and with 4 tiles a row also at
-             * column 3, for columns 4 and 5 of the last tile. */
-            int col = 4 * tx + j - (side == 4 && j >= 4 ? 4 : 0);
-            pick[j][l] = 16 * source + col;
+            int col = 4 * tx + j; /* from column -1 */
+            if (mode == PAIRS_SPLIT && j >= 4)
+                col -= 4; /* from column 3 */
+            pick[j][l] = mode == WIDE ? col : 16 * (k % 2) + col;
         }
     }
     for (int j = 0; j < 6; j++)
         ln->pick[j] = _mm512_loadu_si512(pick[j]);
-    for (int p = 0; p < sources / 2; p++)
-        ln->pair[p] = (__mmask16)(rn_first_lanes(2 * side * (p + 1)) &
-                                  ~rn_first_lanes(2 * side * p));
+    int per_permute = mode == WIDE ? 1 : 2;
+    for (int q = 0; q * per_permute < rows; q++)
+        ln->part[q] = (__mmask16)(rn_first_lanes((q + 1) * per_permute * across) &
+                                  ~rn_first_lanes(q * per_permute * across));
 }
 
 /* V for one vector of tiles and one channel (plane offset `plane` in each
  * image), into v[e * stride], lanes `mask`. tmp holds 36 vectors. */
 static inline TARGET __attribute__((always_inline)) void
 input4_vector(float *v, size_t stride, const lanes4 *ln, size_t plane, int h, int w,
-              __mmask16 mask, float *tmp, const int side)
+              __mmask16 mask, float *tmp, const int across)
 {
-    const int sources = 16 / side;
-    const __mmask16 m0 = inside(-1, w), m1 = inside(3, w);
+    const int mode = gather_mode(across), rows = rows_per_vector(across);
+    const int permutes = mode == WIDE ? rows : (rows + 1) / 2;
+    const __mmask16 m0 = inside(-1, w), m1 = inside(mode == WIDE ? 15 : 3, w);
     for (int r = 0; r < 6; r++) {
-        __m512 low[8], high[4], d[6], o[6];
-        for (int k = 0; k < sources; k++) {
+        __m512 low[8], high[8], d[6], o[6];
+        for (int k = 0; k < rows; k++) {
             int y = ln->top[k] + r;
             const float *row = ln->image[k] && y >= 0 && y < h
                                    ? ln->image[k] + plane + (size_t)y * w
                                    : NULL;
             low[k] = row ? _mm512_maskz_loadu_ps(m0, at(row, -1)) : _mm512_setzero_ps();
-            if (side == 4)
-                high[k] = row ? _mm512_maskz_loadu_ps(m1, row + 3) : _mm512_setzero_ps();
+            if (mode != PAIRS)
+                high[k] = row ? _mm512_maskz_loadu_ps(m1, row + (mode == WIDE ? 15 : 3))
+                              : _mm512_setzero_ps();
         }
+        if (mode == PAIRS && rows % 2)
+            low[rows] = _mm512_setzero_ps();
         for (int j = 0; j < 6; j++) {
-            const __m512 *from = side == 4 && j >= 4 ? high : low;
-            __m512 x = _mm512_permutex2var_ps(from[0], ln->pick[j], from[1]);
-            for (int p = 1; p < sources / 2; p++)
-                x = _mm512_mask_mov_ps(x, ln->pair[p],
-                                       _mm512_permutex2var_ps(from[2 * p], ln->pick[j],
-                                                              from[2 * p + 1]));
+            __m512 x = _mm512_setzero_ps();
+            for (int q = 0; q < permutes; q++) {
+                __m512 part;
+                if (mode == WIDE)
+                    part = _mm512_permutex2var_ps(low[q], ln->pick[j], high[q]);
+                else {
+                    const __m512 *from = mode == PAIRS_SPLIT && j >= 4 ? high : low;
+                    part = _mm512_permutex2var_ps(from[2 * q], ln->pick[j], from[2 * q + 1]);
+                }
+                x = q == 0 ? part : _mm512_mask_mov_ps(x, ln->part[q], part);
+            }
             d[j] = x;
         }
         input_transform6(o, d); /* along the row */
@@ -903,33 +939,38 @@ input4_vector(float *v, size_t stride, const lanes4 *ln, size_t plane, int h, in
     }
 }
 
-static TARGET void input4_block(float *v, size_t stride, const float *src, size_t src_image,
-                                int images, int cin, const rn_wino_planes *p, int nv,
-                                const int side)
+/* V of the batch's tile rows [r0, r1), rows_per_vector() to a vector. */
+static inline TARGET __attribute__((always_inline)) void
+input4_block(float *v, size_t stride, const float *src, size_t src_image, long r0, long r1,
+             int cin, const rn_wino_planes *p, const int across)
 {
     float tmp[E4 * 16] __attribute__((aligned(64)));
-    int tiles = images * side * side;
-    for (int q = 0; q < nv; q++) {
+    int rows = rows_per_vector(across);
+    for (long r = r0, q = 0; r < r1; r += rows, q++) {
+        int n = r1 - r < rows ? (int)(r1 - r) : rows;
         lanes4 ln;
-        lanes4_of(&ln, src, src_image, images, q, side);
-        __mmask16 mask = rn_first_lanes(tiles - 16 * q);
+        lanes4_of(&ln, src, src_image, r, n, down4(p), across);
+        __mmask16 mask = rn_first_lanes(n * across);
         for (int c = 0; c < cin; c++)
             input4_vector(v + (size_t)c * RN_WINO_TILES + 16 * q, stride, &ln,
-                          (size_t)c * p->plane, p->oh, p->ow, mask, tmp, side);
+                          (size_t)c * p->plane, p->oh, p->ow, mask, tmp, across);
     }
 }
 
-static TARGET void input4_block2(float *v, size_t stride, const float *src, size_t src_image,
-                                 int images, int cin, const rn_wino_planes *p, int nv)
-{
-    input4_block(v, stride, src, src_image, images, cin, p, nv, 2);
-}
-
-static TARGET void input4_block4(float *v, size_t stride, const float *src, size_t src_image,
-                                 int images, int cin, const rn_wino_planes *p, int nv)
-{
-    input4_block(v, stride, src, src_image, images, cin, p, nv, 4);
-}
+#define INPUT4(across)                                                                   \
+    static TARGET void input4_block_##across(float *v, size_t stride, const float *src,   \
+                                             size_t src_image, long r0, long r1, int cin, \
+                                             const rn_wino_planes *p)                     \
+    {                                                                                     \
+        input4_block(v, stride, src, src_image, r0, r1, cin, p, across);                  \
+    }
+INPUT4(2)
+INPUT4(3)
+INPUT4(4)
+INPUT4(5)
+INPUT4(6)
+INPUT4(7)
+#undef INPUT4
 
 /* Y = A^T M A + bias for one vector of tiles of one output channel: y[i][c]
  * is column c of output row i of every lane's tile. */
@@ -953,64 +994,87 @@ output4_tiles(__m512 y[4][4], const float *m, size_t stride, float bias)
     }
 }
 
-/* Output rows from the tiles of one vector: with 4x4 tiles a vector is one
- * image and row i of tile row ty is lanes 4 ty to 4 ty + 3; with 2x2 tiles
- * it is 4 images, image k's tile row ty in lanes 4 k + 2 ty and
- * 4 k + 2 ty + 1. A row of tiles is built from the 4 columns' vectors with
- * two permutes: columns 0 and 1, then 2 and 3. */
+/* 16 output floats of row i from first_lane's tile on: lane L is column
+ * L % 4 of tile L / 4, built from the 4 columns' vectors with two
+ * permutes, columns 0 and 1, then 2 and 3. */
+static inline TARGET __attribute__((always_inline)) __m512
+output4_row(__m512 y[4], int first_lane)
+{
+    const __m512i lane = _mm512_setr_epi32(0, 16, 0, 16, 1, 17, 1, 17, 2, 18, 2, 18, 3, 19, 3,
+                                           19);
+    __m512i pick = _mm512_add_epi32(lane, _mm512_set1_epi32(first_lane));
+    __m512 low = _mm512_permutex2var_ps(y[0], pick, y[1]);
+    __m512 high = _mm512_permutex2var_ps(y[2], pick, y[3]);
+    return _mm512_mask_mov_ps(low, (__mmask16)0xcccc, high);
+}
+
+/* Output rows of one vector of the batch's tile rows [r, r + n) for output
+ * channel o (plane offset `plane` in each image). */
 static inline TARGET __attribute__((always_inline)) void
-output4_vector(float *dst, size_t dst_image, int images, const float *m, size_t stride,
-               int oh, int ow, float bias, int accumulate, const int side)
+output4_vector(float *dst, size_t dst_image, size_t plane, long r, int n, const float *m,
+               size_t stride, const rn_wino_planes *p, float bias, int accumulate,
+               const int across)
 {
     __m512 y[4][4];
     output4_tiles(y, m, stride, bias);
-    const __mmask16 cols = rn_first_lanes(ow);
-    /* A vector of 16 output floats: lane L is column L % 4 of a tile. */
-    if (side == 4) {
-        for (int ty = 0; ty < 4; ty++) {
-            int idx[16];
-            for (int L = 0; L < 16; L++)
-                idx[L] = (L % 2) * 16 + 4 * ty + L / 4; /* column L % 4, tile L / 4 */
-            __m512i pick = _mm512_loadu_si512(idx);
-            for (int i = 0; i < 4 && 4 * ty + i < oh; i++) {
-                __m512 low = _mm512_permutex2var_ps(y[i][0], pick, y[i][1]);
-                __m512 high = _mm512_permutex2var_ps(y[i][2], pick, y[i][3]);
-                __m512 row = _mm512_mask_mov_ps(low, (__mmask16)0xcccc, high);
-                store_lanes(dst + (size_t)(4 * ty + i) * ow, cols, row, accumulate);
+    int down = down4(p), oh = p->oh, ow = p->ow;
+    const __mmask16 first = rn_first_lanes(ow), second = rn_first_lanes(ow > 16 ? ow - 16 : 0);
+    if (across == 2 && down == 2) {
+        /* Tile rows 2k and 2k + 1 of a vector are one image's (vectors
+         * start at even rows): one permute builds both rows' 8 floats. */
+        for (int k = 0; 2 * k < n; k++) {
+            long row = r + 2 * k;
+            float *image = dst + (row / down) * dst_image + plane;
+            int top = 4 * (int)(row % down);
+            for (int i = 0; i < 4; i++) {
+                __m512 both = output4_row(y[i], 4 * k);
+                /* Lanes 0-7: tile row 2k; the permute took tiles 4k and
+                 * 4k + 1 for lanes 0-7 and 4k + 2, 4k + 3 for lanes 8-15. */
+                if (top + i < oh)
+                    store_lanes(image + (size_t)(top + i) * ow, first, both, accumulate);
+                if (4 + top + i < oh)
+                    store_lanes(image + (size_t)(top + 4 + i) * ow, first,
+                                _mm512_shuffle_f32x4(both, both, 0xee), accumulate);
             }
         }
         return;
     }
-    /* 2x2 tiles: lanes 0-7 are tile row 0 (2 tiles of 4 columns), lanes 8-15
-     * tile row 1, stored 4 rows further down. */
-    for (int k = 0; k < 4 && k < images; k++) {
-        int idx[16];
-        for (int L = 0; L < 16; L++) {
-            int ty = L / 8, tx = (L % 8) / 4;
-            idx[L] = (L % 2) * 16 + 4 * k + 2 * ty + tx; /* column L % 4 */
-        }
-        __m512i pick = _mm512_loadu_si512(idx);
-        float *image = dst + k * dst_image;
-        for (int i = 0; i < 4; i++) {
-            __m512 low = _mm512_permutex2var_ps(y[i][0], pick, y[i][1]);
-            __m512 high = _mm512_permutex2var_ps(y[i][2], pick, y[i][3]);
-            __m512 rows = _mm512_mask_mov_ps(low, (__mmask16)0xcccc, high);
-            if (i < oh)
-                store_lanes(image + (size_t)i * ow, cols, rows, accumulate);
-            if (4 + i < oh)
-                store_lanes(image + (size_t)(4 + i) * ow, cols,
-                            _mm512_shuffle_f32x4(rows, rows, 0xee), accumulate);
+    for (int k = 0; k < n; k++) {
+        long row = r + k;
+        float *image = dst + (row / down) * dst_image + plane;
+        int top = 4 * (int)(row % down);
+        for (int i = 0; i < 4 && top + i < oh; i++) {
+            float *out = image + (size_t)(top + i) * ow;
+            store_lanes(out, first, output4_row(y[i], k * across), accumulate);
+            if (ow > 16)
+                store_lanes(out + 16, second, output4_row(y[i], k * across + 4), accumulate);
         }
     }
 }
 
+#define OUTPUT4(across)                                                                   \
+    static TARGET void output4_vector_##across(float *dst, size_t dst_image, size_t plane, \
+                                               long r, int n, const float *m,             \
+                                               size_t stride, const rn_wino_planes *p,    \
+                                               float bias, int accumulate)                \
+    {                                                                                     \
+        output4_vector(dst, dst_image, plane, r, n, m, stride, p, bias, accumulate, across); \
+    }
+OUTPUT4(2)
+OUTPUT4(3)
+OUTPUT4(4)
+OUTPUT4(5)
+OUTPUT4(6)
+OUTPUT4(7)
+#undef OUTPUT4
+
 TARGET void rn_winograd4_block(float *dst, size_t dst_image, const float *src,
-                               size_t src_image, int images, const float *u, int cin,
+                               size_t src_image, long r0, long r1, const float *u, int cin,
                                int cout, const rn_wino_planes *p, const float *bias,
                                int accumulate, float *scratch)
 {
-    int side = side4(p), per = side * side;
-    int tiles = images * per, nv = (tiles + 15) / 16;
+    int across = across4(p), per_vector = rows_per_vector(across);
+    int nv = (int)((r1 - r0 + per_vector - 1) / per_vector);
     RN_ASSERT(nv <= 3);
     float *v = scratch, *m = scratch + (size_t)E4 * cin * RN_WINO_TILES;
     size_t v_stride = (size_t)cin * RN_WINO_TILES;
@@ -1020,11 +1084,14 @@ TARGET void rn_winograd4_block(float *dst, size_t dst_image, const float *src,
     size_t u_stride = (size_t)blocks * u_block;
     int group = nv == 1 ? 3 : 1, row = nv == 1 ? 16 : RN_WINO_TILES;
 
-    if (side == 4)
-        input4_block4(v, v_stride, src, src_image, images, cin, p, nv);
-    else
-        input4_block2(v, v_stride, src, src_image, images, cin, p, nv);
-    int per_vector = 16 / per;
+    switch (across) {
+    case 2: input4_block_2(v, v_stride, src, src_image, r0, r1, cin, p); break;
+    case 3: input4_block_3(v, v_stride, src, src_image, r0, r1, cin, p); break;
+    case 4: input4_block_4(v, v_stride, src, src_image, r0, r1, cin, p); break;
+    case 5: input4_block_5(v, v_stride, src, src_image, r0, r1, cin, p); break;
+    case 6: input4_block_6(v, v_stride, src, src_image, r0, r1, cin, p); break;
+    default: input4_block_7(v, v_stride, src, src_image, r0, r1, cin, p); break;
+    }
     for (int ob = 0; ob < blocks; ob += group) {
         int nb = blocks - ob < group ? blocks - ob : group;
         block_products(m, m_stride, row, u + ob * u_block, u_block, u_stride, v, v_stride, cin,
@@ -1035,16 +1102,19 @@ TARGET void rn_winograd4_block(float *dst, size_t dst_image, const float *src,
         for (int i = 0; i < rows; i++) {
             int o = ob * RN_WINO_OC + i;
             float b = bias ? bias[o] : 0.0f;
+            size_t plane = (size_t)o * p->oh * p->ow;
             for (int q = 0; q < nv; q++) {
-                int first = q * per_vector; /* the vector's first image */
-                float *out = dst + first * dst_image + (size_t)o * p->oh * p->ow;
+                long r = r0 + (long)q * per_vector;
+                int n = r1 - r < per_vector ? (int)(r1 - r) : per_vector;
                 const float *mq = m + i * row + 16 * q;
-                if (side == 4)
-                    output4_vector(out, dst_image, images - first, mq, m_stride, p->oh, p->ow,
-                                   b, accumulate, 4);
-                else
-                    output4_vector(out, dst_image, images - first, mq, m_stride, p->oh, p->ow,
-                                   b, accumulate, 2);
+                switch (across) {
+                case 2: output4_vector_2(dst, dst_image, plane, r, n, mq, m_stride, p, b, accumulate); break;
+                case 3: output4_vector_3(dst, dst_image, plane, r, n, mq, m_stride, p, b, accumulate); break;
+                case 4: output4_vector_4(dst, dst_image, plane, r, n, mq, m_stride, p, b, accumulate); break;
+                case 5: output4_vector_5(dst, dst_image, plane, r, n, mq, m_stride, p, b, accumulate); break;
+                case 6: output4_vector_6(dst, dst_image, plane, r, n, mq, m_stride, p, b, accumulate); break;
+                default: output4_vector_7(dst, dst_image, plane, r, n, mq, m_stride, p, b, accumulate); break;
+                }
             }
         }
     }
@@ -1277,7 +1347,7 @@ TARGET void rn_winograd_grad_images(float *acc, const float *const *src,
 #else
 
 void rn_winograd4_block(float *dst, size_t dst_image, const float *src, size_t src_image,
-                        int images, const float *u, int cin, int cout,
+                        long r0, long r1, const float *u, int cin, int cout,
                         const rn_wino_planes *p, const float *bias, int accumulate,
                         float *scratch)
 {

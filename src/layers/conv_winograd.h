@@ -67,26 +67,28 @@ void rn_winograd_block(float *dst, const float *src, const float *u, int cin, in
                        const rn_wino_planes *p, const float *bias, int accumulate, int block,
                        int o0, int o1, int bf16, float *scratch);
 
-/* F(4x4, 3x3) for square planes of 4 or 16 tiles (7x7, 8x8, 14x14 to
- * 16x16) with at least 8 channels in and out, and a batch that fills 4
- * vectors of tiles: fewer products than F(2x2), dearer transforms. Its
- * blocks are whole images, the tiles of several images sharing vectors.
- * FP32 only: conv_direct.c keeps F(2x2) for --precision bf16. */
+/* F(4x4, 3x3) for planes whose tile rows (4x4 outputs each) fill most of
+ * a vector: rows of 2 to 7 tiles, as 7x7, 14x14 and 28x28 planes. It takes
+ * at least 8 channels in and out and a batch of at least 64 tiles. It needs
+ * fewer products than F(2x2), with dearer transforms. Its blocks are tile
+ * rows of the whole batch, several rows (of one image or more) to a
+ * vector. FP32 only: conv_direct.c keeps F(2x2) for --precision bf16. */
 int rn_winograd4_suits(const rn_conv_shape *s);
 size_t rn_winograd4_weights_numel(int cout, int cin);
 void rn_winograd4_transform_weights(float *u, const float *weights, int cout, int cin,
                                     int flip);
 size_t rn_winograd4_block_numel(int cin);
 
-/* Images per block for a batch of mb images on `threads` threads. */
-int rn_winograd4_images(const rn_wino_planes *p, int mb, int threads);
+/* Tile rows per block for a batch of mb images on `threads` threads; the
+ * batch has mb * ceil(oh / 4) tile rows. */
+int rn_winograd4_block_rows(const rn_wino_planes *p, int mb, int threads);
 
-/* `images` images: dst (cout, oh, ow) from src (cin, oh, ow), each the
- * next image's planes dst_image and src_image floats on, plus bias (may
- * be NULL), replacing dst or adding to it. At most
- * rn_winograd4_images(p, images, 1) images. */
+/* Tile rows [r0, r1) of a batch: dst (cout, oh, ow) from src (cin, oh,
+ * ow), the images' planes dst_image and src_image floats apart, plus bias
+ * (may be NULL), replacing dst or adding to it. r0 is a multiple of
+ * rn_winograd4_block_rows() and r1 - r0 at most that. */
 void rn_winograd4_block(float *dst, size_t dst_image, const float *src, size_t src_image,
-                        int images, const float *u, int cin, int cout,
+                        long r0, long r1, const float *u, int cin, int cout,
                         const rn_wino_planes *p, const float *bias, int accumulate,
                         float *scratch);
 
