@@ -498,6 +498,38 @@ TEST(model_inference_plan_matches_eval)
     check_inference_plan("resnet50", 3, 40, 40, RN_SHORTCUT_DEFAULT);
 }
 
+/* An inference plan prepares Winograd weights for its full batch. A smaller
+ * last batch may suit another Winograd variant there (F(4x4) takes a 7x7
+ * plane from 16 images up, F(2x2) below), and must still give the
+ * training plan's evaluation-mode logits. */
+TEST(model_inference_plan_partial_batch)
+{
+    rn_model *m = create("resnet20", 1, 28, 28, RN_SHORTCUT_A);
+    if (!m)
+        return;
+    rn_model_init(m, RN_INIT_KAIMING, 0, 3);
+    set_running_stats(m);
+    int mb = 16;
+    size_t numel = (size_t)mb * 28 * 28;
+    float *x = malloc(numel * sizeof(float));
+    for (size_t i = 0; i < numel; i++)
+        x[i] = (float)((i * 7919) % 17) / 8.0f - 1.0f;
+    rn_plan *train = NULL, *infer = NULL;
+    CHECK_OK(rn_plan_create(m, mb, &train));
+    CHECK_OK(rn_plan_create_inference(m, mb, &infer));
+    if (train && infer) {
+        int batches[] = {16, 5, 1, 16};
+        for (size_t k = 0; k < sizeof batches / sizeof batches[0]; k++) {
+            int differ = differing_logits(m, train, infer, x, batches[k], 1e-5);
+            CHECK_MSG(differ == 0, "batch %d of 16: %d logits differ", batches[k], differ);
+        }
+    }
+    free(x);
+    rn_plan_destroy(train);
+    rn_plan_destroy(infer);
+    rn_model_destroy(m);
+}
+
 TEST(model_rejects_shortcut_that_does_not_apply)
 {
     const struct {

@@ -328,6 +328,11 @@ void rn_conv2d_prepare_weights(float *prepared, const float *weights, const rn_c
         rn_winograd_transform_weights(prepared, weights, s->oc, s->ic, 0);
 }
 
+int rn_conv2d_prepared_serves(const rn_conv_shape *prepared, const rn_conv_shape *s)
+{
+    return rn_winograd4_suits(prepared) == rn_winograd4_suits(s);
+}
+
 void rn_conv2d_forward_post(float *dst, const float *src, const float *weights,
                             const float *bias, const rn_conv_shape *s, float *scratch,
                             const rn_conv_post *post)

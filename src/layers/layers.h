@@ -88,6 +88,10 @@ rn_precision rn_conv_precision(void);
 size_t rn_conv2d_prepared_numel(const rn_conv_shape *s);
 void rn_conv2d_prepare_weights(float *prepared, const float *weights, const rn_conv_shape *s);
 
+/* Whether weights prepared for shape `prepared` serve shape s, the same
+ * convolution on fewer images: the Winograd variant depends on the batch. */
+int rn_conv2d_prepared_serves(const rn_conv_shape *prepared, const rn_conv_shape *s);
+
 /* rn_conv2d_forward_post with weights that rn_conv2d_prepare_weights()
  * transformed into `prepared` (NULL: none) from the same `weights`. */
 void rn_conv2d_forward_prepared(float *dst, const float *src, const float *weights,

@@ -600,6 +600,17 @@ static float *buffer(rn_model *m, int id)
     return m->buffer_data + m->buffers[id].offset;
 }
 
+/* Node i's prepared weights if they serve a pass over mb images, else NULL:
+ * the plan prepares them for its full batch. */
+static const float *prepared_for(const rn_model *m, const rn_plan *plan, int i, int mb)
+{
+    if (!plan->prepared[i] || mb == plan->mb)
+        return plan->prepared[i];
+    rn_conv_shape full = conv_shape(m, &m->nodes[i], plan->mb);
+    rn_conv_shape s = conv_shape(m, &m->nodes[i], mb);
+    return rn_conv2d_prepared_serves(&full, &s) ? plan->prepared[i] : NULL;
+}
+
 const float *rn_model_forward(rn_model *m, rn_plan *plan, const float *images,
                               int mb, int train)
 {
@@ -647,8 +658,9 @@ const float *rn_model_forward(rn_model *m, rn_plan *plan, const float *images,
                     post.residual = plan->value_data[plan->fold_residual[i] - 1];
                 post.relu = plan->fold_relu[i] || plan->fused_relu[bn];
             }
-            rn_conv2d_forward_prepared(dst, src, param(m, node->weights), plan->prepared[i],
-                                       param(m, node->bias), &s, plan->scratch,
+            rn_conv2d_forward_prepared(dst, src, param(m, node->weights),
+                                       prepared_for(m, plan, i, mb), param(m, node->bias), &s,
+                                       plan->scratch,
                                        bn >= 0 ? &post : NULL);
             break;
         }
@@ -834,8 +846,8 @@ rn_profile_class rn_node_profile_class(const rn_model *m, const rn_plan *plan, i
     switch (node->kind) {
     case RN_NODE_CONV: {
         rn_conv_shape s = conv_shape(m, node, mb);
-        if (plan && plan->prepared[i] ? rn_conv_direct_applies_prepared(&s)
-                                      : rn_conv_direct_applies(&s))
+        if (plan && prepared_for(m, plan, i, mb) ? rn_conv_direct_applies_prepared(&s)
+                                                 : rn_conv_direct_applies(&s))
             return RN_PROFILE_CONV_DIRECT;
         return rn_conv_implicit_applies(&s) ? RN_PROFILE_CONV_IMPLICIT : RN_PROFILE_CONV_GEMM;
     }
