@@ -334,6 +334,12 @@ TEST(conv2d_fast_paths_match_im2col)
          .ph = 2, .pw = 2},
         {.mb = 1, .ic = 32, .ih = 3, .iw = 3, .oc = 40, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
          .ph = 1, .pw = 1},
+        /* The direct weight gradient at stride 2: odd and even planes, a
+         * part-full vector of output channels, more images than threads. */
+        {.mb = 5, .ic = 9, .ih = 13, .iw = 12, .oc = 17, .kh = 3, .kw = 3, .sh = 2, .sw = 2,
+         .ph = 1, .pw = 1},
+        {.mb = 3, .ic = 16, .ih = 14, .iw = 14, .oc = 48, .kh = 3, .kw = 3, .sh = 2, .sw = 2,
+         .ph = 1, .pw = 1},
     };
     for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
         rn_conv_shape s = shapes[c];

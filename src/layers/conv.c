@@ -97,8 +97,11 @@ size_t rn_conv2d_scratch_numel(const rn_conv_shape *s, int threads)
     /* The paths of our own, 0 where they never apply. */
     size_t own_numel = rn_conv_direct_scratch_numel(s, threads);
     size_t implicit_numel = rn_conv_implicit_scratch_numel(s, threads);
+    size_t strided_numel = rn_conv_direct_strided_scratch_numel(s, threads);
     if (own_numel < implicit_numel)
         own_numel = implicit_numel;
+    if (own_numel < strided_numel)
+        own_numel = strided_numel;
     return im2col_numel > own_numel ? im2col_numel : own_numel;
 }
 
@@ -430,6 +433,12 @@ void rn_conv2d_backward(float *diff_src, float *diff_weights, float *diff_bias,
         if (!diff_weights)
             goto bias;
         diff_src = NULL; /* im2col adds the weight gradient */
+    }
+    if (diff_weights && rn_conv_direct_strided_weights_apply(s)) {
+        rn_conv_direct_strided_weights(diff_weights, diff_dst, src, s, scratch);
+        diff_weights = NULL;
+        if (!diff_src)
+            goto bias;
     }
     int threads = omp_get_max_threads();
     int nb = chunk_images(s, threads);

@@ -45,4 +45,13 @@ void rn_conv_direct_backward(float *diff_src, float *diff_weights,
                              const float *weights, const rn_conv_shape *s,
                              float *scratch, int overwrite);
 
+/* Weight gradient of 3x3 convolutions at stride 2 with padding 1 and at
+ * least 8 input channels, where rn_conv_direct_strided_weights_apply():
+ * adds to diff_weights. The scratch takes
+ * rn_conv_direct_strided_scratch_numel() floats. */
+int rn_conv_direct_strided_weights_apply(const rn_conv_shape *s);
+size_t rn_conv_direct_strided_scratch_numel(const rn_conv_shape *s, int threads);
+void rn_conv_direct_strided_weights(float *diff_weights, const float *diff_dst,
+                                    const float *src, const rn_conv_shape *s, float *scratch);
+
 #endif
