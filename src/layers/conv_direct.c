@@ -420,7 +420,7 @@ static size_t forward_work_numel(const rn_conv_shape *s)
 
 /* Winograd F(4x4) over the batch, dst from src. The threads split the
  * blocks of tile rows, thread t working at work + t * work_stride. */
-static void wino4_images(float *dst, size_t dst_image, const float *src, size_t src_image,
+static void wino4_batch(float *dst, size_t dst_image, const float *src, size_t src_image,
                          const pass *ps, const rn_conv_shape *s, const float *bias,
                          int accumulate, float *work, size_t work_stride,
                          const rn_conv_post *post)
@@ -461,7 +461,7 @@ void rn_conv_direct_forward(float *dst, const float *src, const float *weights,
     pass ps = prepare(scratch, weights, prepared, s, &g, 0);
     int threads = omp_get_max_threads();
     if (ps.wino4) {
-        wino4_images(dst, dst_stride, src, src_stride, &ps, s, bias, 0, images + per_image,
+        wino4_batch(dst, dst_stride, src, src_stride, &ps, s, bias, 0, images + per_image,
                      per_thread, post);
         return;
     }
@@ -836,7 +836,7 @@ void rn_conv_direct_backward(float *diff_src, float *diff_weights,
     /* F(4x4)'s data gradient runs over blocks of tile rows, apart from the
      * weight gradient's groups of images. */
     if (diff_src && ps.wino4)
-        wino4_images(diff_src, src_stride, diff_dst, dst_stride, &ps, s, NULL, !overwrite,
+        wino4_batch(diff_src, src_stride, diff_dst, dst_stride, &ps, s, NULL, !overwrite,
                      threads_base + dwt_offset + sizes.dwt, per_thread, NULL);
 }
 
