@@ -367,8 +367,18 @@ TEST(conv2d_fast_paths_match_im2col)
     }
 }
 
+/* The shape with a 3x3 kernel at stride 1 and padding 1, output inferred. */
+static rn_conv_shape same_3x3(rn_conv_shape s)
+{
+    s.kh = s.kw = 3;
+    s.sh = s.sw = 1;
+    s.ph = s.pw = 1;
+    rn_conv_shape_infer(&s);
+    return s;
+}
+
 /* Winograd F(4x4, 3x3) against im2col on every row length, 2 to 7 tiles.
- * A vector holds 8 tile rows (4 images of 2x2 tiles, the last vector part
+ * A vector takes 8 tile rows (4 images of 2x2 tiles, the last vector part
  * full at 17 images) down to 2 (rows of 7 tiles, read as two loads). The shapes
  * include odd and non-square planes whose last tiles are half outside,
  * blocks whose rows span images, and channel counts that leave part of a
@@ -394,11 +404,7 @@ TEST(conv2d_winograd4_matches_im2col)
         {.mb = 16, .ic = 8, .ih = 14, .iw = 7, .oc = 8},
     };
     for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
-        rn_conv_shape s = shapes[c];
-        s.kh = s.kw = 3;
-        s.sh = s.sw = 1;
-        s.ph = s.pw = 1;
-        rn_conv_shape_infer(&s);
+        rn_conv_shape s = same_3x3(shapes[c]);
         CHECK_MSG(rn_winograd4_suits(&s), "shape %zu: F(4x4) does not take it", c);
         struct conv_inputs in = conv_inputs(&s, 4242u + (uint32_t)c);
         struct conv_run r = conv_run(&s, in.src, in.w, in.b, in.up, PATH_IM2COL);
@@ -440,11 +446,7 @@ TEST(conv2d_prepared_weights_match_im2col)
         {.mb = 2, .ic = 12, .ih = 9, .iw = 9, .oc = 24},
     };
     for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
-        rn_conv_shape s = shapes[c];
-        s.kh = s.kw = 3;
-        s.sh = s.sw = 1;
-        s.ph = s.pw = 1;
-        rn_conv_shape_infer(&s);
+        rn_conv_shape s = same_3x3(shapes[c]);
         size_t n_src = (size_t)s.mb * s.ic * s.ih * s.iw;
         size_t n_w = (size_t)s.oc * s.ic * 9;
         size_t n_dst = (size_t)s.mb * s.oc * s.oh * s.ow;

@@ -308,6 +308,15 @@ static int differing_logits(rn_model *m, rn_plan *train, rn_plan *infer, const f
  * logits equal those of a training plan in evaluation mode, bit for bit.
  * With Winograd on, the inference plan takes it on planes where the
  * training plan computes directly, so the logits agree to rounding. */
+/* Return numel floats of a fixed pattern in [-1, 1], for the caller to free. */
+static float *patterned_images(size_t numel)
+{
+    float *x = malloc(numel * sizeof(float));
+    for (size_t i = 0; x && i < numel; i++)
+        x[i] = (float)((i * 7919) % 17) / 8.0f - 1.0f;
+    return x;
+}
+
 static void check_inference_plan(const char *arch, int c, int h, int w, rn_shortcut shortcut)
 {
     rn_model *m = create(arch, c, h, w, shortcut);
@@ -317,9 +326,7 @@ static void check_inference_plan(const char *arch, int c, int h, int w, rn_short
     set_running_stats(m);
     int mb = 3, classes = m->config.classes;
     size_t numel = (size_t)mb * c * h * w;
-    float *x = malloc(numel * sizeof(float));
-    for (size_t i = 0; i < numel; i++)
-        x[i] = (float)((i * 7919) % 17) / 8.0f - 1.0f;
+    float *x = patterned_images(numel);
     rn_plan *train = NULL, *infer = NULL;
     CHECK_OK(rn_plan_create(m, mb, &train));
     CHECK_OK(rn_plan_create_inference(m, mb, &infer));
@@ -511,9 +518,7 @@ TEST(model_inference_plan_partial_batch)
     set_running_stats(m);
     int mb = 16;
     size_t numel = (size_t)mb * 28 * 28;
-    float *x = malloc(numel * sizeof(float));
-    for (size_t i = 0; i < numel; i++)
-        x[i] = (float)((i * 7919) % 17) / 8.0f - 1.0f;
+    float *x = patterned_images(numel);
     rn_plan *train = NULL, *infer = NULL;
     CHECK_OK(rn_plan_create(m, mb, &train));
     CHECK_OK(rn_plan_create_inference(m, mb, &infer));

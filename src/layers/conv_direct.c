@@ -327,9 +327,8 @@ typedef struct pass {
     int bf16;    /* Winograd with BF16 products (--precision bf16) */
 } pass;
 
-static rn_wino_planes planes_of(const rn_conv_shape *s, const geometry *g, int vectors)
+static rn_wino_planes planes_of(const rn_conv_shape *s, int vectors)
 {
-    (void)g;
     rn_wino_planes p = {(size_t)s->oh * s->ow, s->oh, s->ow, vectors};
     return p;
 }
@@ -339,7 +338,7 @@ static rn_wino_planes planes_of(const rn_conv_shape *s, const geometry *g, int v
 static int items_of(const pass *ps, const rn_conv_shape *s, const geometry *g)
 {
     if (ps->wino) {
-        rn_wino_planes p = planes_of(s, g, ps->vectors);
+        rn_wino_planes p = planes_of(s, ps->vectors);
         return rn_winograd_blocks(&p) * ps->parts;
     }
     return g->q_blocks * blocks_of(ps->cout, FWD_OC);
@@ -352,7 +351,7 @@ static void forward_item(float *dst, const float *padded, const pass *ps,
                          int accumulate, int item, float *work)
 {
     if (ps->wino) {
-        rn_wino_planes p = planes_of(s, g, ps->vectors);
+        rn_wino_planes p = planes_of(s, ps->vectors);
         int part = item % ps->parts, channel_blocks = blocks_of(ps->cout, RN_WINO_OC);
         int o0 = channel_blocks * part / ps->parts * RN_WINO_OC;
         int o1 = channel_blocks * (part + 1) / ps->parts * RN_WINO_OC;
@@ -425,7 +424,7 @@ static void wino4_batch(float *dst, size_t dst_image, const float *src, size_t s
                          int accumulate, float *work, size_t work_stride,
                          const rn_conv_post *post)
 {
-    rn_wino_planes p = {(size_t)s->oh * s->ow, s->oh, s->ow, 3};
+    rn_wino_planes p = planes_of(s, 3);
     long rows = (long)s->mb * ((s->oh + 3) / 4);
     int per_block = rn_winograd4_block_rows(&p, s->mb, omp_get_max_threads());
     long blocks = (rows + per_block - 1) / per_block;
@@ -660,7 +659,7 @@ typedef struct backward_scratch {
 static backward_scratch backward_sizes(const rn_conv_shape *s, const geometry *g)
 {
     int ocp = (s->oc + 15) & ~15;
-    rn_wino_planes planes = planes_of(s, g, 3);
+    rn_wino_planes planes = planes_of(s, 3);
     backward_scratch b;
     b.group = rn_winograd_suits(s) ? rn_winograd_grad_group(&planes) : 1;
     b.x_pad_one = padded_numel(g, s->ic);
@@ -693,6 +692,22 @@ size_t rn_conv_direct_scratch_numel(const rn_conv_shape *s, int threads)
     size_t fwd = padded_numel(&g, s->ic) + forward_work_numel(s);
     size_t bwd = b.x_pad + b.dy_pad + b.dyt + b.dwt + b.work;
     return packed_numel(s) + (size_t)threads * (fwd > bwd ? fwd : bwd);
+}
+
+/* Add the threads' transposed weight gradients, (k, ocp) each and `stride`
+ * floats apart from acc, to diff_weights (oc, k). Every thread of the team
+ * calls it and takes a slice of the output channels. */
+static void add_thread_gradients(float *diff_weights, const float *acc, size_t stride,
+                                 int team, int oc, int k, int ocp)
+{
+#pragma omp for schedule(static)
+    for (int o = 0; o < oc; o++)
+        for (int kk = 0; kk < k; kk++) {
+            float sum = 0.0f;
+            for (int t = 0; t < team; t++)
+                sum += acc[stride * t + (size_t)kk * ocp + o];
+            diff_weights[(size_t)o * k + kk] += sum;
+        }
 }
 
 /* Add one image's weight gradient to dwt (taps, ocp). */
@@ -750,7 +765,7 @@ void rn_conv_direct_backward(float *diff_src, float *diff_weights,
     int k = s->ic * s->kh * s->kw;
     int positions = s->oh * s->ow;
     int wino = winograd_weights(s);
-    rn_wino_planes planes = planes_of(s, &g, 3);
+    rn_wino_planes planes = planes_of(s, 3);
     float *threads_base = scratch + packed_numel(s);
     size_t src_stride = (size_t)s->ic * s->ih * s->iw;
     size_t dst_stride = (size_t)s->oc * positions;
@@ -817,18 +832,9 @@ void rn_conv_direct_backward(float *diff_src, float *diff_weights,
                 rn_winograd_grad_images(dwt, xs, dyts, count, s->ic, s->oc, &planes,
                                         rn_conv_precision() == RN_PRECISION_BF16, work);
         }
-        /* Sum the threads' transposed gradients, each thread a slice. */
-        if (diff_weights && !wino) {
-            int nthreads = omp_get_num_threads();
-#pragma omp for schedule(static)
-            for (int o = 0; o < s->oc; o++)
-                for (int kk = 0; kk < k; kk++) {
-                    float sum = 0.0f;
-                    for (int t = 0; t < nthreads; t++)
-                        sum += threads_base[per_thread * t + dwt_offset + (size_t)kk * ocp + o];
-                    diff_weights[(size_t)o * k + kk] += sum;
-                }
-        }
+        if (diff_weights && !wino)
+            add_thread_gradients(diff_weights, threads_base + dwt_offset, per_thread,
+                                 omp_get_num_threads(), s->oc, k, ocp);
     }
     if (diff_weights && wino)
         rn_winograd_grad_finish(diff_weights, threads_base + dwt_offset, per_thread, team, s->ic,
@@ -843,11 +849,11 @@ void rn_conv_direct_backward(float *diff_src, float *diff_weights,
 /* ------------------------------------- weight gradient at stride 2, 3x3 */
 
 /* The direct kernel's weight gradient for 3x3 kernels at stride 2 with
- * padding 1, the downsampling layers of the CIFAR and d2l ResNets: each
- * thread pads its images, transposes their output gradients and sums
+ * padding 1, as in the downsampling layers of the CIFAR and d2l ResNets.
+ * Each thread pads its images, transposes their output gradients and sums
  * weight_block_3x3 at stride 2 into its own accumulators. At batch 128
  * with 16 -> 32 channels from 28x28, im2col and OpenBLAS reach 85 GFLOP/s
- * here. */
+ * and this path 136. */
 static int strided_weights_suit(const rn_conv_shape *s)
 {
     return rn_cpu_avx512() && s->groups <= 1 && s->kh == 3 && s->kw == 3 && s->sh == 2 &&
@@ -907,15 +913,8 @@ void rn_conv_direct_strided_weights(float *diff_weights, const float *diff_dst,
                     weight_3x3_one_s2(dw_c + o, ocp, x, g.wp, dyt + o, s->oh, s->ow);
             }
         }
-        /* Sum the threads' accumulators, each thread a slice of them. */
-#pragma omp for schedule(static)
-        for (int o = 0; o < s->oc; o++)
-            for (int k = 0; k < s->ic * 9; k++) {
-                float sum = 0.0f;
-                for (int t = 0; t < team; t++)
-                    sum += scratch[per_thread * t + padded_numel + dyt_numel + (size_t)k * ocp + o];
-                diff_weights[(size_t)o * s->ic * 9 + k] += sum;
-            }
+        add_thread_gradients(diff_weights, scratch + padded_numel + dyt_numel, per_thread, team,
+                             s->oc, s->ic * 9, ocp);
     }
 }
 

@@ -843,9 +843,9 @@ output_transform6(__m512 y[4], const __m512 m[6])
     y[3] = _mm512_fmadd_ps(_mm512_set1_ps(8.0f), d, _mm512_add_ps(b, m[5]));
 }
 
-/* Where the lanes of one vector come from: lane l is tile l % across of
- * source row l / across, and source row k is one tile row of one image,
- * image[k] (NULL past the block), its 6 input rows from row top[k] on. */
+/* The sources of one vector's lanes. Lane l is tile l % across of source
+ * row l / across. Source row k is one tile row of image[k] (NULL past the
+ * block), whose 6 input rows start at row top[k]. */
 typedef struct lanes4 {
     const float *image[8];
     int top[8];
@@ -862,7 +862,11 @@ enum { PAIRS, PAIRS_SPLIT, WIDE };
 
 static inline int gather_mode(int across)
 {
-    return across <= 3 ? PAIRS : across == 4 ? PAIRS_SPLIT : WIDE;
+    if (across <= 3)
+        return PAIRS;
+    if (across == 4)
+        return PAIRS_SPLIT;
+    return WIDE;
 }
 
 /* Source rows of the vector holding the batch's tile rows [r, r + n) of
@@ -896,7 +900,8 @@ lanes4_of(lanes4 *ln, const float *src, size_t src_image, long r, int n, int dow
 }
 
 /* V for one vector of tiles and one channel (plane offset `plane` in each
- * image), into v[e * stride], lanes `mask`. tmp holds 36 vectors. */
+ * image), into the lanes `mask` of v[e * stride]. tmp has room for 36
+ * vectors. */
 static inline TARGET __attribute__((always_inline)) void
 input4_vector(float *v, size_t stride, const lanes4 *ln, size_t plane, int h, int w,
               __mmask16 mask, float *tmp, const int across)
@@ -1035,8 +1040,8 @@ output4_vector(float *dst, size_t dst_image, size_t plane, long r, int n, const 
             int top = 4 * (int)(row % down);
             for (int i = 0; i < 4; i++) {
                 __m512 both = output4_row(y[i], 4 * k);
-                /* Lanes 0-7: tile row 2k; the permute took tiles 4k and
-                 * 4k + 1 for lanes 0-7 and 4k + 2, 4k + 3 for lanes 8-15. */
+                /* Lanes 0-7 are tile row 2k (tiles 4k and 4k + 1), and
+                 * lanes 8-15 tile row 2k + 1, 4 output rows further down. */
                 if (top + i < oh)
                     store_lanes(image + (size_t)(top + i) * ow, first, both, accumulate);
                 if (4 + top + i < oh)
